@@ -1,0 +1,1 @@
+//! The gitgate proxy-wasm filter.
