@@ -1,1 +1,5 @@
-fn main() {}
+//! The `gitgate` binary.
+
+fn main() -> std::process::ExitCode {
+    gitgate::cli::main()
+}

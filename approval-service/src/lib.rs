@@ -1,0 +1,22 @@
+//! gitgate's approval service: the verdict API the Envoy filter calls for every push, the
+//! policy that decides, the ticket store, and the pages where reviewers approve or deny held
+//! updates; plus a development token issuer.
+//!
+//! Run it with `gitgate serve` (see the crate README). Tests build the router with
+//! [`app::app`] and drive it with `tower::ServiceExt::oneshot`, without a socket.
+
+pub mod app;
+pub mod cli;
+pub mod clock;
+pub mod config;
+pub mod error;
+pub mod issuer;
+pub mod pages;
+pub mod policy;
+pub mod serve;
+pub mod session;
+pub mod store;
+pub mod templates;
+pub mod verdicts;
+
+pub use app::{AppState, Settings, app};
