@@ -3,5 +3,33 @@
 //! Each module is one layer of the Git smart-HTTP protocol or of gitgate's own protocol. Parsers
 //! are push-based: they are fed byte slices as they arrive and never do I/O, so they test
 //! natively and run unchanged inside the proxy-wasm VM.
+//!
+//! Layers, bottom up: [`pktline`] and [`sideband`] framing; [`receive_pack`] (the command
+//! section of a push), [`pack`] (where the pack ends) and [`gzip`]; [`request`] and [`glob`]
+//! (which requests are gated); [`api`], [`decision`], [`reason`] and [`report`] (the verdict and
+//! the answer); [`withhold`] and [`gate`] (one push through the filter); [`config`] and
+//! [`pairs`] (what the adapter reads from Envoy).
+//!
+//! ```
+//! use gitgate_core::receive_pack::{Parser, Progress};
+//!
+//! let mut parser = Parser::default();
+//! assert_eq!(parser.feed(b"0000").unwrap(), Progress::Complete { consumed: 4 });
+//! assert!(parser.section().unwrap().is_empty()); // the probe a large push starts with
+//! ```
 
 pub mod api;
+pub mod config;
+pub mod decision;
+pub mod gate;
+pub mod glob;
+pub mod gzip;
+pub mod pack;
+pub mod pairs;
+pub mod pktline;
+pub mod reason;
+pub mod receive_pack;
+pub mod report;
+pub mod request;
+pub mod sideband;
+pub mod withhold;

@@ -1,0 +1,938 @@
+//! One push through the gate: the per-request state machine the filter drives.
+//!
+//! The adapter hands over each body chunk and the callout's answer; the gate says what to do
+//! with the chunk and when to answer. The steps (envoy-wasm.md §9, git-smart-http.md §2):
+//!
+//! 1. Feed the body to the command parser, forwarding everything but the last
+//!    [`TAIL_LEN`](crate::withhold::TAIL_LEN) bytes.
+//! 2. When the command section is complete, ask the approval service once, and keep streaming
+//!    while waiting. Until the verdict is known, the pack is framed entry by entry so that a
+//!    body whose pack ends before the body does (which would let the upstream act on the refs
+//!    before the verdict) is refused.
+//! 3. On a refusal known early, drop every further chunk but keep reading: answering before the
+//!    body is read loses the answer ("Send failure: Broken pipe").
+//! 4. At the end of the body: forward the withheld tail (allowed), answer with a report-status
+//!    (refused), or wait for the verdict with the tail still withheld.
+//!
+//! A body of only `0000` is a probe and passes without a callout. Nothing that cannot be parsed
+//! is ever forwarded as a push.
+
+use crate::api::{Identity, VerdictRequest};
+use crate::config::FailureMode;
+use crate::decision::{
+    self, BAD_REQUEST, CalloutResult, Decision, INTERNAL, NO_IDENTITY, Refusal, ServiceFailure,
+    UNSUPPORTED_ENCODING,
+};
+use crate::gzip::GzipSection;
+use crate::pack::PackFramer;
+use crate::receive_pack::{CommandSection, Parser, Progress};
+use crate::report::{self, ReportMode};
+use crate::withhold::TailWithholder;
+
+/// What the gate knows about the request from its headers.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct PushMeta {
+    /// Envoy's request id.
+    pub request_id: String,
+    /// The repository path below the prefix.
+    pub repository: String,
+    /// The pusher, or `None` when the token claims were missing.
+    pub identity: Option<Identity>,
+}
+
+/// The body's `Content-Encoding`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum BodyEncoding {
+    /// No encoding (absent or `identity`).
+    Identity,
+    /// `gzip` or `x-gzip`: inspected for the report only, never forwarded.
+    Gzip,
+    /// Anything else: refused unread.
+    Other(String),
+}
+
+impl BodyEncoding {
+    /// Reads a `Content-Encoding` value (all values joined by `,` if the header was repeated).
+    pub fn from_header(value: Option<&str>) -> BodyEncoding {
+        let Some(value) = value.map(str::trim).filter(|v| !v.is_empty()) else {
+            return BodyEncoding::Identity;
+        };
+        if value.eq_ignore_ascii_case("identity") {
+            BodyEncoding::Identity
+        } else if value.eq_ignore_ascii_case("gzip") || value.eq_ignore_ascii_case("x-gzip") {
+            BodyEncoding::Gzip
+        } else {
+            BodyEncoding::Other(value.to_owned())
+        }
+    }
+}
+
+/// What to do with the current body chunk.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum BodyAction {
+    /// Replace the chunk with these bytes (possibly none) and continue.
+    Forward(Vec<u8>),
+    /// End of body with the verdict pending: replace the chunk with nothing and pause.
+    Wait,
+    /// Answer the client: HTTP 200 with this receive-pack result body.
+    Respond(Vec<u8>),
+}
+
+/// What to do when the verdict arrives.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum ResumeAction {
+    /// Nothing now: the body is still streaming (the decision applies to the next chunks).
+    Nothing,
+    /// Put these bytes in front of the buffered body and resume the request.
+    Resume(Vec<u8>),
+    /// Answer the client: HTTP 200 with this receive-pack result body.
+    Respond(Vec<u8>),
+}
+
+/// How the push ended, for logs, filter state and counters.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Outcome {
+    /// Not finished (for example, the client went away while waiting).
+    Incomplete,
+    /// Forwarded after every update was allowed.
+    Forwarded,
+    /// Forwarded because the service failed and `failure_mode` is `open`.
+    ForwardedOnFailure,
+    /// Refused, with the code that caused it.
+    Refused {
+        /// The code, e.g. `gitgate:hold:protected-branch`.
+        code: String,
+    },
+    /// A probe (`0000`) or a command list without commands: passed without a callout.
+    Probe,
+    /// An empty body: passed.
+    Empty,
+}
+
+impl Outcome {
+    /// A short label for the access log: `forwarded`, `refused:<code>`, `probe`, ...
+    pub fn label(&self) -> String {
+        match self {
+            Outcome::Incomplete => "incomplete".into(),
+            Outcome::Forwarded => "forwarded".into(),
+            Outcome::ForwardedOnFailure => "forwarded:failure-mode-open".into(),
+            Outcome::Refused { code } => format!("refused:{code}"),
+            Outcome::Probe => "probe".into(),
+            Outcome::Empty => "empty".into(),
+        }
+    }
+}
+
+/// Which layer reads the next body bytes.
+#[derive(Debug)]
+enum Inspect {
+    /// The command section, uncompressed.
+    Commands(Box<Parser>),
+    /// The command section inside a gzip stream.
+    Gzip(Box<GzipSection>),
+    /// The pack, while the verdict is pending.
+    Pack(Box<PackFramer>),
+    /// After a delete-only or empty command section: no byte may follow.
+    NothingMore,
+    /// Nothing left to inspect.
+    Done,
+}
+
+/// Where the verdict stands.
+#[derive(Debug, Clone)]
+enum Verdict {
+    /// No callout made (command section incomplete, or empty).
+    Open,
+    /// The callout is in flight for these updates.
+    Pending { updates: Vec<crate::api::RefUpdate> },
+    /// Decided.
+    Decided(Decision),
+}
+
+/// The state of one push.
+#[derive(Debug)]
+pub struct PushGate {
+    meta: PushMeta,
+    failure_mode: FailureMode,
+    inspect: Inspect,
+    verdict: Verdict,
+    tail: TailWithholder,
+    /// How the client wants the answer, once its capabilities are known.
+    mode: Option<ReportMode>,
+    /// Ref names of the push as far as they are known, for refusals.
+    refnames: Vec<String>,
+    outcome: Outcome,
+    service_failed: bool,
+    ended: bool,
+    answered: bool,
+    /// Body bytes received so far.
+    received: u64,
+}
+
+impl PushGate {
+    /// A gate for a push with these headers.
+    pub fn new(meta: PushMeta, encoding: BodyEncoding, failure_mode: FailureMode) -> PushGate {
+        let mut gate = PushGate {
+            meta,
+            failure_mode,
+            inspect: Inspect::Commands(Box::default()),
+            verdict: Verdict::Open,
+            tail: TailWithholder::default(),
+            mode: None,
+            refnames: Vec::new(),
+            outcome: Outcome::Incomplete,
+            service_failed: false,
+            ended: false,
+            answered: false,
+            received: 0,
+        };
+        match encoding {
+            BodyEncoding::Identity => {}
+            BodyEncoding::Gzip => {
+                gate.inspect = Inspect::Gzip(Box::new(GzipSection::new(Parser::default())));
+                gate.refuse(Refusal::all(&[], UNSUPPORTED_ENCODING, "gzip-encoded push"));
+            }
+            BodyEncoding::Other(name) => {
+                gate.inspect = Inspect::Done;
+                let detail = format!("content encoding {name:?}");
+                gate.refuse(Refusal::all(&[], UNSUPPORTED_ENCODING, &detail));
+            }
+        }
+        gate
+    }
+
+    /// Handles one body chunk. `dispatch` sends the verdict request and returns whether the
+    /// callout was sent; it is called at most once per push.
+    pub fn on_body(
+        &mut self,
+        chunk: &[u8],
+        end_of_stream: bool,
+        dispatch: &mut dyn FnMut(&VerdictRequest) -> bool,
+    ) -> BodyAction {
+        if self.answered || self.ended {
+            // Nothing may come after the end; never forward stray bytes of a push.
+            return BodyAction::Forward(Vec::new());
+        }
+        let start = self.received;
+        self.received = self.received.saturating_add(chunk.len() as u64);
+        self.inspect_chunk(chunk, start, dispatch);
+        if end_of_stream {
+            self.ended = true;
+            self.finish_body();
+        }
+
+        match &self.verdict {
+            Verdict::Decided(Decision::Forward) => {
+                let mut out = self.tail.take();
+                out.extend_from_slice(chunk);
+                BodyAction::Forward(out)
+            }
+            Verdict::Decided(Decision::Refuse(_)) if end_of_stream => {
+                BodyAction::Respond(self.answer())
+            }
+            Verdict::Decided(Decision::Refuse(_)) => BodyAction::Forward(Vec::new()),
+            Verdict::Open | Verdict::Pending { .. } if end_of_stream => {
+                self.tail.hold(chunk);
+                BodyAction::Wait
+            }
+            Verdict::Open | Verdict::Pending { .. } => BodyAction::Forward(self.tail.push(chunk)),
+        }
+    }
+
+    /// Handles the callout's result.
+    pub fn on_callout(&mut self, result: CalloutResult<'_>) -> ResumeAction {
+        let Verdict::Pending { updates } = &self.verdict else {
+            return ResumeAction::Nothing;
+        };
+        let decision = match decision::from_callout(updates, result) {
+            Ok(decision) => {
+                self.outcome = match &decision {
+                    Decision::Forward => Outcome::Forwarded,
+                    Decision::Refuse(refusal) => Outcome::Refused {
+                        code: refusal.code.clone(),
+                    },
+                };
+                decision
+            }
+            Err(failure) => self.failure_decision(&failure),
+        };
+        self.verdict = Verdict::Decided(decision);
+        // The verdict is known: the pack needs no more framing.
+        self.inspect = Inspect::Done;
+        if !self.ended || self.answered {
+            return ResumeAction::Nothing;
+        }
+        match &self.verdict {
+            Verdict::Decided(Decision::Forward) => ResumeAction::Resume(self.tail.take()),
+            _ => ResumeAction::Respond(self.answer()),
+        }
+    }
+
+    /// Refuses the push because the adapter could not carry out a step (a host call failed);
+    /// returns the answer body.
+    pub fn fail_internal(&mut self, detail: &str) -> Vec<u8> {
+        let refusal = Refusal::all(&self.refnames, INTERNAL, detail);
+        self.refuse(refusal);
+        self.answer()
+    }
+
+    /// How the push ended (so far).
+    pub fn outcome(&self) -> &Outcome {
+        &self.outcome
+    }
+
+    /// True when the approval service failed for this push.
+    pub fn service_failed(&self) -> bool {
+        self.service_failed
+    }
+
+    /// True once the push is let through: the upstream's answer may then reach the client.
+    /// Until then the adapter holds the upstream's response headers, so that a refusal can
+    /// still replace them (`git http-backend` sends its headers before reading the body).
+    pub fn is_forwarding(&self) -> bool {
+        matches!(self.verdict, Verdict::Decided(Decision::Forward))
+    }
+
+    /// True when a further (non-final) chunk needs no look at all: the push is let through and
+    /// nothing is withheld, so the adapter may leave the chunk in place unread and only report
+    /// its length with [`PushGate::skipped`].
+    pub fn streams_through(&self) -> bool {
+        !self.ended && self.is_forwarding() && self.tail.held().is_empty()
+    }
+
+    /// True when further (non-final) chunks are dropped unread: the push is refused and the body
+    /// is only being drained before the answer.
+    pub fn drains(&self) -> bool {
+        !self.ended
+            && matches!(self.verdict, Verdict::Decided(Decision::Refuse(_)))
+            && !matches!(self.inspect, Inspect::Gzip(_))
+    }
+
+    /// Counts a chunk the adapter handled without reading it (see [`PushGate::streams_through`]
+    /// and [`PushGate::drains`]).
+    pub fn skipped(&mut self, len: usize) {
+        self.received = self.received.saturating_add(len as u64);
+    }
+
+    /// True while the end of the body has been seen and the verdict is pending.
+    pub fn is_waiting(&self) -> bool {
+        self.ended && !self.answered && matches!(self.verdict, Verdict::Pending { .. })
+    }
+
+    /// Body bytes received so far.
+    pub fn received(&self) -> u64 {
+        self.received
+    }
+
+    fn inspect_chunk(
+        &mut self,
+        chunk: &[u8],
+        start: u64,
+        dispatch: &mut dyn FnMut(&VerdictRequest) -> bool,
+    ) {
+        match std::mem::replace(&mut self.inspect, Inspect::Done) {
+            Inspect::Commands(mut parser) => match parser.feed(chunk) {
+                Ok(Progress::NeedMore) => self.inspect = Inspect::Commands(parser),
+                Ok(Progress::Complete { consumed }) => match parser.section() {
+                    Some(section) => {
+                        let rest = chunk.get(consumed..).unwrap_or_default();
+                        let rest_start = start.saturating_add(consumed as u64);
+                        self.section_complete(section, rest, rest_start, dispatch);
+                    }
+                    None => self.refuse_bad_request(&parser, "command section lost"),
+                },
+                Err(err) => self.refuse_bad_request(&parser, &err.to_string()),
+            },
+            Inspect::Gzip(mut section) => match section.feed(chunk) {
+                Ok(false) => self.inspect = Inspect::Gzip(section),
+                Ok(true) => {
+                    let parser = section.parser();
+                    self.learn(parser);
+                    let refusal =
+                        Refusal::all(&self.refnames, UNSUPPORTED_ENCODING, "gzip-encoded push");
+                    self.refuse(refusal);
+                }
+                Err(err) => self.refuse_bad_request(section.parser(), &err.to_string()),
+            },
+            Inspect::Pack(mut framer) => match framer.feed(chunk) {
+                Ok(()) => self.inspect = Inspect::Pack(framer),
+                Err(err) => self.refuse_unparsable(&err.to_string()),
+            },
+            Inspect::NothingMore if chunk.is_empty() => self.inspect = Inspect::NothingMore,
+            Inspect::NothingMore => {
+                self.refuse_unparsable(&format!("data after the command section at byte {start}"));
+            }
+            Inspect::Done => {}
+        }
+    }
+
+    /// The command section is complete; `rest` (at body offset `rest_start`) follows it.
+    fn section_complete(
+        &mut self,
+        section: CommandSection,
+        rest: &[u8],
+        rest_start: u64,
+        dispatch: &mut dyn FnMut(&VerdictRequest) -> bool,
+    ) {
+        self.mode = Some(ReportMode::from_capabilities(&section.capabilities));
+        self.refnames = section.commands.iter().map(|c| c.refname.clone()).collect();
+
+        if section.is_empty() {
+            self.inspect = Inspect::NothingMore;
+            self.inspect_chunk(rest, rest_start, dispatch);
+            return;
+        }
+        let Some(identity) = self.meta.identity.clone() else {
+            let refusal = Refusal::all(&self.refnames, NO_IDENTITY, "no identity on the request");
+            self.refuse(refusal);
+            return;
+        };
+
+        self.inspect = if section.expects_pack() {
+            Inspect::Pack(Box::new(PackFramer::new(
+                section.object_format,
+                section.end_offset,
+            )))
+        } else {
+            Inspect::NothingMore
+        };
+        let updates = section.ref_updates();
+        self.verdict = Verdict::Pending {
+            updates: updates.clone(),
+        };
+        self.inspect_chunk(rest, rest_start, dispatch);
+        if !matches!(self.verdict, Verdict::Pending { .. }) {
+            // The rest of the chunk already broke the push: no callout needed.
+            return;
+        }
+
+        let request = VerdictRequest {
+            request_id: self.meta.request_id.clone(),
+            repository: self.meta.repository.clone(),
+            identity,
+            atomic: section.capabilities.atomic,
+            object_format: section.object_format.name().to_owned(),
+            push_options: section.push_options,
+            updates,
+        };
+        if !dispatch(&request) {
+            let decision = self.failure_decision(&ServiceFailure::Unavailable);
+            self.verdict = Verdict::Decided(decision);
+            if matches!(self.verdict, Verdict::Decided(Decision::Refuse(_))) {
+                self.inspect = Inspect::Done;
+            }
+        }
+    }
+
+    /// The end of the body, for a push still without a callout.
+    fn finish_body(&mut self) {
+        if !matches!(self.verdict, Verdict::Open) {
+            return;
+        }
+        match std::mem::replace(&mut self.inspect, Inspect::Done) {
+            Inspect::Commands(parser) => match parser.finish() {
+                Ok(()) if parser.is_untouched() => self.pass(Outcome::Empty),
+                // A complete section never stays in this state; an error was already handled.
+                Ok(()) => self.pass(Outcome::Probe),
+                Err(err) => self.refuse_bad_request(&parser, &err.to_string()),
+            },
+            Inspect::NothingMore => self.pass(Outcome::Probe),
+            Inspect::Gzip(_) | Inspect::Pack(_) | Inspect::Done => {
+                self.refuse_unparsable("body ended in an unexpected state");
+            }
+        }
+    }
+
+    fn pass(&mut self, outcome: Outcome) {
+        self.outcome = outcome;
+        self.verdict = Verdict::Decided(Decision::Forward);
+    }
+
+    fn failure_decision(&mut self, failure: &ServiceFailure) -> Decision {
+        self.service_failed = true;
+        let updates = match &self.verdict {
+            Verdict::Pending { updates } => updates.clone(),
+            _ => Vec::new(),
+        };
+        let decision = decision::on_failure(&updates, failure, self.failure_mode);
+        self.outcome = match &decision {
+            Decision::Forward => Outcome::ForwardedOnFailure,
+            Decision::Refuse(refusal) => Outcome::Refused {
+                code: refusal.code.clone(),
+            },
+        };
+        decision
+    }
+
+    /// Learns the capabilities and ref names a parser has read so far.
+    fn learn(&mut self, parser: &Parser) {
+        if let Some(caps) = parser.capabilities() {
+            self.mode = Some(ReportMode::from_capabilities(caps));
+        }
+        self.refnames = parser.refnames();
+        if let Some(section) = parser.section() {
+            self.refnames = section.commands.iter().map(|c| c.refname.clone()).collect();
+        }
+    }
+
+    fn refuse_bad_request(&mut self, parser: &Parser, detail: &str) {
+        self.learn(parser);
+        self.refuse_unparsable(detail);
+    }
+
+    fn refuse_unparsable(&mut self, detail: &str) {
+        let refusal = Refusal::all(&self.refnames, BAD_REQUEST, detail);
+        self.refuse(refusal);
+    }
+
+    fn refuse(&mut self, refusal: Refusal) {
+        self.outcome = Outcome::Refused {
+            code: refusal.code.clone(),
+        };
+        self.verdict = Verdict::Decided(Decision::Refuse(refusal));
+        if !matches!(self.inspect, Inspect::Gzip(_)) {
+            self.inspect = Inspect::Done;
+        }
+        // Withheld bytes of a refused push are never forwarded.
+        self.tail.take();
+    }
+
+    /// The answer body for the refusal in force; marks the push as answered.
+    fn answer(&mut self) -> Vec<u8> {
+        self.answered = true;
+        self.tail.take();
+        match &self.verdict {
+            Verdict::Decided(Decision::Refuse(refusal)) => {
+                report::refusal(self.mode, &refusal.info, &refusal.refs, &refusal.summary())
+            }
+            // Only called for refusals; an empty answer would be read by git as a failure.
+            _ => report::error_packet("gitgate:error:internal no refusal to report"),
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::api::{RefVerdict, VerdictResponse};
+    use crate::pktline;
+
+    const OLD: &str = "1111111111111111111111111111111111111111";
+    const NEW: &str = "2222222222222222222222222222222222222222";
+    const ZERO: &str = "0000000000000000000000000000000000000000";
+
+    fn meta() -> PushMeta {
+        PushMeta {
+            request_id: "req-1".into(),
+            repository: "demo.git".into(),
+            identity: Some(Identity {
+                subject: "agent-7".into(),
+                agent: true,
+                ..Identity::default()
+            }),
+        }
+    }
+
+    fn section(commands: &[(&str, &str, &str)]) -> Vec<u8> {
+        let mut out = Vec::new();
+        for (i, (old, new, name)) in commands.iter().enumerate() {
+            let caps = if i == 0 {
+                "\0 report-status-v2 side-band-64k quiet"
+            } else {
+                ""
+            };
+            pktline::encode_data(format!("{old} {new} {name}{caps}").as_bytes(), &mut out)
+                .expect("small");
+        }
+        pktline::encode_flush(&mut out);
+        out
+    }
+
+    fn empty_pack() -> Vec<u8> {
+        let mut out = b"PACK\0\0\0\x02\0\0\0\0".to_vec();
+        out.extend_from_slice(&[0xee; 20]);
+        out
+    }
+
+    fn update_body() -> Vec<u8> {
+        let mut body = section(&[(OLD, NEW, "refs/heads/main")]);
+        body.extend(empty_pack());
+        body
+    }
+
+    fn allow_all(count: usize) -> Vec<u8> {
+        let response = VerdictResponse {
+            verdicts: vec![RefVerdict::Allow; count],
+        };
+        serde_json::to_vec(&response).expect("serializable")
+    }
+
+    fn ok(body: &[u8]) -> CalloutResult<'_> {
+        CalloutResult::Response {
+            status: Some(200),
+            body,
+        }
+    }
+
+    /// Feeds `body` in chunks of `size`, then an empty end-of-stream chunk, as Envoy does on
+    /// HTTP/1.1. Returns the forwarded bytes, the final action and the dispatched requests.
+    fn run(
+        gate: &mut PushGate,
+        body: &[u8],
+        size: usize,
+    ) -> (Vec<u8>, BodyAction, Vec<VerdictRequest>) {
+        let mut requests = Vec::new();
+        let mut forwarded = Vec::new();
+        let mut dispatch = |request: &VerdictRequest| {
+            requests.push(request.clone());
+            true
+        };
+        for chunk in body.chunks(size.max(1)) {
+            match gate.on_body(chunk, false, &mut dispatch) {
+                BodyAction::Forward(bytes) => forwarded.extend(bytes),
+                other => panic!("unexpected {other:?} mid-body"),
+            }
+        }
+        let last = gate.on_body(b"", true, &mut dispatch);
+        (forwarded, last, requests)
+    }
+
+    #[test]
+    fn an_allowed_push_reaches_the_upstream_whole_after_the_verdict() {
+        let body = update_body();
+        for size in [1, 7, 64, body.len()] {
+            let mut gate = PushGate::new(meta(), BodyEncoding::Identity, FailureMode::Closed);
+            let (mut forwarded, last, requests) = run(&mut gate, &body, size);
+            assert_eq!(last, BodyAction::Wait);
+            assert_eq!(requests.len(), 1);
+            assert!(
+                forwarded.len() <= body.len() - 64,
+                "the tail must be withheld"
+            );
+            let ResumeAction::Resume(held) = gate.on_callout(ok(&allow_all(1))) else {
+                panic!("expected resume");
+            };
+            forwarded.extend(held);
+            assert_eq!(forwarded, body);
+            assert_eq!(gate.outcome(), &Outcome::Forwarded);
+        }
+    }
+
+    #[test]
+    fn the_verdict_request_describes_the_push() {
+        let mut gate = PushGate::new(meta(), BodyEncoding::Identity, FailureMode::Closed);
+        let (_, _, requests) = run(&mut gate, &update_body(), 1000);
+        let request = &requests[0];
+        assert_eq!(request.request_id, "req-1");
+        assert_eq!(request.repository, "demo.git");
+        assert_eq!(request.identity.subject, "agent-7");
+        assert_eq!(request.object_format, "sha1");
+        assert_eq!(request.updates[0].refname, "refs/heads/main");
+    }
+
+    #[test]
+    fn a_verdict_before_the_end_lets_the_rest_stream_through() {
+        let body = update_body();
+        let mut gate = PushGate::new(meta(), BodyEncoding::Identity, FailureMode::Closed);
+        let mut dispatch = |_: &VerdictRequest| true;
+        let mut forwarded = Vec::new();
+        let (head, tail) = body.split_at(body.len() - 10);
+        let BodyAction::Forward(bytes) = gate.on_body(head, false, &mut dispatch) else {
+            panic!("forward");
+        };
+        forwarded.extend(bytes);
+        assert_eq!(gate.on_callout(ok(&allow_all(1))), ResumeAction::Nothing);
+        let BodyAction::Forward(bytes) = gate.on_body(tail, false, &mut dispatch) else {
+            panic!("forward");
+        };
+        forwarded.extend(bytes);
+        assert_eq!(
+            gate.on_body(b"", true, &mut dispatch),
+            BodyAction::Forward(Vec::new())
+        );
+        assert_eq!(forwarded, body);
+    }
+
+    #[test]
+    fn a_held_push_is_answered_with_a_report_after_the_whole_body() {
+        let body = update_body();
+        let mut gate = PushGate::new(meta(), BodyEncoding::Identity, FailureMode::Closed);
+        let (_, last, _) = run(&mut gate, &body, 10);
+        assert_eq!(last, BodyAction::Wait);
+        let response = VerdictResponse {
+            verdicts: vec![RefVerdict::Hold {
+                code: "gitgate:hold:protected-branch".into(),
+                ticket: "t-1".into(),
+                url: "http://approve/t-1".into(),
+                reason: "needs review".into(),
+            }],
+        };
+        let json = serde_json::to_vec(&response).expect("json");
+        let ResumeAction::Respond(answer) = gate.on_callout(ok(&json)) else {
+            panic!("expected an answer");
+        };
+        let text = String::from_utf8_lossy(&answer);
+        assert!(text.contains("gitgate: refs/heads/main is held for review, approve at"));
+        assert!(text.contains("ng refs/heads/main gitgate:hold:protected-branch needs review"));
+        assert_eq!(
+            gate.outcome().label(),
+            "refused:gitgate:hold:protected-branch"
+        );
+    }
+
+    #[test]
+    fn an_early_refusal_drops_the_rest_of_the_body_and_answers_at_the_end() {
+        let mut body = update_body();
+        body.extend(vec![0u8; 5000]);
+        let mut gate = PushGate::new(meta(), BodyEncoding::Identity, FailureMode::Closed);
+        let mut dispatch = |_: &VerdictRequest| true;
+        let (head, rest) = body.split_at(150);
+        gate.on_body(head, false, &mut dispatch);
+        let deny = VerdictResponse {
+            verdicts: vec![RefVerdict::Deny {
+                code: "gitgate:deny:x".into(),
+                reason: "no".into(),
+            }],
+        };
+        let json = serde_json::to_vec(&deny).expect("json");
+        assert_eq!(gate.on_callout(ok(&json)), ResumeAction::Nothing);
+        for chunk in rest.chunks(1000) {
+            assert_eq!(
+                gate.on_body(chunk, false, &mut dispatch),
+                BodyAction::Forward(Vec::new())
+            );
+        }
+        assert!(matches!(
+            gate.on_body(b"", true, &mut dispatch),
+            BodyAction::Respond(_)
+        ));
+    }
+
+    #[test]
+    fn data_after_the_pack_is_refused_before_the_pack_trailer_leaves() {
+        let mut body = update_body();
+        let pack_end = body.len();
+        body.extend(vec![b'j'; 200]);
+        let mut gate = PushGate::new(meta(), BodyEncoding::Identity, FailureMode::Closed);
+        let (forwarded, last, _) = run(&mut gate, &body, body.len());
+        assert!(
+            forwarded.len() < pack_end - 20,
+            "the pack trailer must stay withheld"
+        );
+        let BodyAction::Respond(answer) = last else {
+            panic!("expected a refusal")
+        };
+        assert!(String::from_utf8_lossy(&answer).contains("gitgate:error:bad-request"));
+        // A late verdict changes nothing.
+        assert_eq!(gate.on_callout(ok(&allow_all(1))), ResumeAction::Nothing);
+    }
+
+    #[test]
+    fn data_after_a_delete_only_section_is_refused() {
+        let mut body = section(&[(OLD, ZERO, "refs/heads/old")]);
+        body.extend(vec![b'j'; 100]);
+        let mut gate = PushGate::new(meta(), BodyEncoding::Identity, FailureMode::Closed);
+        let (_, last, _) = run(&mut gate, &body, 13);
+        assert!(matches!(last, BodyAction::Respond(_)));
+    }
+
+    #[test]
+    fn a_delete_only_push_is_gated_too() {
+        let body = section(&[(OLD, ZERO, "refs/heads/old")]);
+        let mut gate = PushGate::new(meta(), BodyEncoding::Identity, FailureMode::Closed);
+        let (forwarded, last, requests) = run(&mut gate, &body, 5);
+        assert_eq!(requests.len(), 1);
+        assert_eq!(last, BodyAction::Wait);
+        assert!(
+            forwarded.len() <= body.len() - 64,
+            "the final flush must be withheld"
+        );
+    }
+
+    #[test]
+    fn the_probe_passes_without_a_callout() {
+        let mut gate = PushGate::new(meta(), BodyEncoding::Identity, FailureMode::Closed);
+        let mut dispatch = |_: &VerdictRequest| panic!("no callout for a probe");
+        assert_eq!(
+            gate.on_body(b"0000", true, &mut dispatch),
+            BodyAction::Forward(b"0000".to_vec())
+        );
+        assert_eq!(gate.outcome(), &Outcome::Probe);
+    }
+
+    #[test]
+    fn the_probe_split_over_callbacks_passes_whole() {
+        let mut gate = PushGate::new(meta(), BodyEncoding::Identity, FailureMode::Closed);
+        let (forwarded, last, requests) = run(&mut gate, b"0000", 1);
+        assert!(requests.is_empty());
+        let BodyAction::Forward(rest) = last else {
+            panic!("forward")
+        };
+        assert_eq!([forwarded, rest].concat(), b"0000");
+    }
+
+    #[test]
+    fn an_empty_body_passes() {
+        let mut gate = PushGate::new(meta(), BodyEncoding::Identity, FailureMode::Closed);
+        let mut dispatch = |_: &VerdictRequest| true;
+        assert_eq!(
+            gate.on_body(b"", true, &mut dispatch),
+            BodyAction::Forward(Vec::new())
+        );
+        assert_eq!(gate.outcome(), &Outcome::Empty);
+    }
+
+    #[test]
+    fn a_truncated_command_section_is_refused() {
+        let body = update_body();
+        let mut gate = PushGate::new(meta(), BodyEncoding::Identity, FailureMode::Closed);
+        let (_, last, requests) = run(&mut gate, &body[..50], 10);
+        assert!(requests.is_empty());
+        let BodyAction::Respond(answer) = last else {
+            panic!("refusal")
+        };
+        // The first command was not complete, so the capabilities are unknown: an ERR packet.
+        assert!(String::from_utf8_lossy(&answer).contains("ERR gitgate: push refused"));
+    }
+
+    #[test]
+    fn a_push_without_identity_is_refused_without_a_callout() {
+        let mut without = meta();
+        without.identity = None;
+        let mut gate = PushGate::new(without, BodyEncoding::Identity, FailureMode::Open);
+        let (_, last, requests) = run(&mut gate, &update_body(), 100);
+        assert!(requests.is_empty());
+        let BodyAction::Respond(answer) = last else {
+            panic!("refusal")
+        };
+        assert!(String::from_utf8_lossy(&answer).contains("gitgate:error:no-identity"));
+    }
+
+    #[test]
+    fn a_failed_dispatch_follows_the_failure_mode() {
+        for (mode, refused) in [(FailureMode::Closed, true), (FailureMode::Open, false)] {
+            let mut gate = PushGate::new(meta(), BodyEncoding::Identity, mode);
+            let mut dispatch = |_: &VerdictRequest| false;
+            let body = update_body();
+            let first = gate.on_body(&body, false, &mut dispatch);
+            let last = gate.on_body(b"", true, &mut dispatch);
+            assert!(gate.service_failed());
+            if refused {
+                assert_eq!(first, BodyAction::Forward(Vec::new()));
+                let BodyAction::Respond(answer) = last else {
+                    panic!("refusal")
+                };
+                assert!(String::from_utf8_lossy(&answer).contains("approval-unavailable"));
+            } else {
+                let (BodyAction::Forward(a), BodyAction::Forward(b)) = (first, last) else {
+                    panic!("forward");
+                };
+                assert_eq!([a, b].concat(), body);
+                assert_eq!(gate.outcome(), &Outcome::ForwardedOnFailure);
+            }
+        }
+    }
+
+    #[test]
+    fn a_callout_failure_while_waiting_follows_the_failure_mode() {
+        let mut gate = PushGate::new(meta(), BodyEncoding::Identity, FailureMode::Closed);
+        run(&mut gate, &update_body(), 50);
+        assert!(gate.is_waiting());
+        let ResumeAction::Respond(answer) = gate.on_callout(CalloutResult::Failed) else {
+            panic!("refusal");
+        };
+        assert!(String::from_utf8_lossy(&answer).contains("gitgate:error:approval-unavailable"));
+
+        let mut gate = PushGate::new(meta(), BodyEncoding::Identity, FailureMode::Closed);
+        run(&mut gate, &update_body(), 50);
+        let result = CalloutResult::Response {
+            status: Some(200),
+            body: b"{\"verdicts\":[]}",
+        };
+        let ResumeAction::Respond(answer) = gate.on_callout(result) else {
+            panic!("refusal")
+        };
+        assert!(String::from_utf8_lossy(&answer).contains("gitgate:error:approval-malformed"));
+    }
+
+    #[test]
+    fn a_gzip_push_is_refused_with_a_proper_report_and_never_forwarded() {
+        use flate2::Compression;
+        use flate2::write::GzEncoder;
+        use std::io::Write;
+        let mut encoder = GzEncoder::new(Vec::new(), Compression::default());
+        encoder.write_all(&update_body()).expect("in memory");
+        let compressed = encoder.finish().expect("in memory");
+        let mut gate = PushGate::new(meta(), BodyEncoding::Gzip, FailureMode::Open);
+        let (forwarded, last, requests) = run(&mut gate, &compressed, 9);
+        assert!(forwarded.is_empty());
+        assert!(requests.is_empty());
+        let BodyAction::Respond(answer) = last else {
+            panic!("refusal")
+        };
+        let text = String::from_utf8_lossy(&answer);
+        assert!(text.contains("ng refs/heads/main gitgate:error:unsupported-content-encoding"));
+    }
+
+    #[test]
+    fn an_unknown_encoding_is_refused_unread() {
+        let encoding = BodyEncoding::from_header(Some("br"));
+        assert_eq!(encoding, BodyEncoding::Other("br".into()));
+        let mut gate = PushGate::new(meta(), encoding, FailureMode::Open);
+        let (forwarded, last, _) = run(&mut gate, &update_body(), 100);
+        assert!(forwarded.is_empty());
+        assert!(matches!(last, BodyAction::Respond(_)));
+    }
+
+    #[test]
+    fn content_encoding_values_are_read() {
+        assert_eq!(BodyEncoding::from_header(None), BodyEncoding::Identity);
+        assert_eq!(
+            BodyEncoding::from_header(Some(" identity ")),
+            BodyEncoding::Identity
+        );
+        assert_eq!(BodyEncoding::from_header(Some("GZIP")), BodyEncoding::Gzip);
+        assert_eq!(
+            BodyEncoding::from_header(Some("x-gzip")),
+            BodyEncoding::Gzip
+        );
+        assert_eq!(
+            BodyEncoding::from_header(Some("gzip, gzip")),
+            BodyEncoding::Other("gzip, gzip".into())
+        );
+    }
+
+    #[test]
+    fn chunks_need_no_reading_once_the_push_streams_through_or_drains() {
+        let body = update_body();
+        let mut gate = PushGate::new(meta(), BodyEncoding::Identity, FailureMode::Closed);
+        let mut dispatch = |_: &VerdictRequest| true;
+        gate.on_body(&body, false, &mut dispatch);
+        assert!(!gate.streams_through() && !gate.drains());
+        gate.on_callout(ok(&allow_all(1)));
+        // The withheld tail still has to go out with the next chunk.
+        assert!(!gate.streams_through());
+        assert_eq!(gate.on_body(b"x", false, &mut dispatch).clone(), {
+            let mut expected = body[body.len() - 64..].to_vec();
+            expected.push(b'x');
+            BodyAction::Forward(expected)
+        });
+        assert!(gate.streams_through());
+
+        let mut gate = PushGate::new(meta(), BodyEncoding::Identity, FailureMode::Closed);
+        gate.on_body(b"zzzz", false, &mut dispatch);
+        assert!(gate.drains());
+        gate.skipped(10);
+        assert_eq!(gate.received(), 14);
+    }
+
+    #[test]
+    fn internal_failures_refuse_with_a_report() {
+        let mut gate = PushGate::new(meta(), BodyEncoding::Identity, FailureMode::Open);
+        run(&mut gate, &update_body(), 100);
+        let answer = gate.fail_internal("could not restore the body");
+        assert!(
+            String::from_utf8_lossy(&answer).contains("ng refs/heads/main gitgate:error:internal")
+        );
+    }
+}
