@@ -5,7 +5,8 @@
 //! natively and run unchanged inside the proxy-wasm VM.
 //!
 //! Layers, bottom up: [`pktline`] and [`sideband`] framing; [`receive_pack`] (the command
-//! section of a push), [`pack`] (where the pack ends) and [`gzip`]; [`request`] and [`glob`]
+//! section of a push), [`pack`] (where the pack ends) and [`gzip`]; [`pack_objects`] (the
+//! objects of the pack, with [`delta`] and [`object`]); [`request`] and [`glob`]
 //! (which requests are gated); [`api`], [`decision`], [`reason`] and [`report`] (the verdict and
 //! the answer); [`withhold`] and [`gate`] (one push through the filter); [`config`] and
 //! [`pairs`] (what the adapter reads from Envoy).
@@ -21,10 +22,13 @@
 pub mod api;
 pub mod config;
 pub mod decision;
+pub mod delta;
 pub mod gate;
 pub mod glob;
 pub mod gzip;
+pub mod object;
 pub mod pack;
+pub mod pack_objects;
 pub mod pairs;
 pub mod pktline;
 pub mod reason;
