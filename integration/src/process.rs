@@ -72,6 +72,11 @@ impl ManagedProcess {
         &self.log
     }
 
+    /// Its process id (also its process group's), or `None` once it has been stopped.
+    pub fn pid(&self) -> Option<u32> {
+        self.child.as_ref().map(Child::id)
+    }
+
     /// Fails with the end of its log if the process has exited.
     pub fn check_running(&mut self) -> Result<()> {
         let Some(child) = self.child.as_mut() else {

@@ -305,7 +305,7 @@ impl Stack {
     /// If the stack cannot start; the message carries the logs.
     pub fn shared() -> &'static Stack {
         SHARED.get_or_init(|| {
-            let stack = match Stack::start() {
+            let stack = match start_on_lasting_thread() {
                 Ok(stack) => stack,
                 Err(err) => panic!("the shared gitgate stack did not start: {err}"),
             };
@@ -655,6 +655,12 @@ impl Stack {
 
     // ---- envoy ----------------------------------------------------------------------------
 
+    /// Envoy's process id while it runs, e.g. to read its memory use from `/proc/<pid>/status`.
+    /// The `.venv` launcher execs Envoy, so this is the Envoy process itself.
+    pub fn envoy_pid(&self) -> Option<u32> {
+        lock(&self.envoy).as_ref().and_then(ManagedProcess::pid)
+    }
+
     /// Envoy's counters and gauges from admin `/stats`, by name.
     pub fn envoy_stats(&self) -> Result<BTreeMap<String, u64>> {
         let response = http::get(&self.admin_url("/stats"))?;
@@ -741,6 +747,30 @@ impl Drop for LogsOnFailure<'_> {
             self.stack.print_logs();
         }
     }
+}
+
+/// Starts a default stack from a thread that lives as long as the test binary.
+///
+/// Envoy sets `PR_SET_PDEATHSIG` to SIGTERM, and Linux sends that signal when the *thread* that
+/// spawned the process ends, not the process. The first test to ask for the shared stack runs on
+/// a thread of its own that ends with that test; started from there, Envoy would stop under
+/// every later test.
+fn start_on_lasting_thread() -> Result<Stack> {
+    let (started, outcome) = std::sync::mpsc::channel();
+    std::thread::Builder::new()
+        .name("gitgate-shared-stack".into())
+        .spawn(move || {
+            let _ = started.send(Stack::start());
+            loop {
+                std::thread::park();
+            }
+        })
+        .map_err(|e| HarnessError::Unexpected(format!("cannot spawn the stack thread: {e}")))?;
+    outcome.recv().unwrap_or_else(|_| {
+        Err(HarnessError::Unexpected(
+            "the stack thread ended without a stack".into(),
+        ))
+    })
 }
 
 fn alive(slot: &Mutex<Option<ManagedProcess>>, component: &'static str) -> Result<()> {
