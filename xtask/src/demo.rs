@@ -280,7 +280,8 @@ gitgate demo is up.
   envoy admin            http://127.0.0.1:{ADMIN_PORT}/
   logs                   .gitgate/logs/  (envoy.log has the access log with each decision)
 
-In another terminal, as an agent acting for alice:
+In another terminal, from this project folder (the first `cargo xtask token` builds the
+gitgate binary, which takes a minute), as an agent acting for alice:
 
   TOKEN=$(cargo xtask token agent-1 --agent --for alice)
   git -c http.extraHeader="Authorization: Bearer $TOKEN" clone {gateway} /tmp/gitgate-demo
@@ -291,7 +292,8 @@ In another terminal, as an agent acting for alice:
 
 git can also take the token as the password when it asks for credentials (any user name).
 
-To review a held push, mint a reviewer token and sign in with it on the approval pages:
+To review a held push, mint a reviewer token (again from this project folder) and sign in
+with it on the approval pages:
 
   cargo xtask token bob --reviewer
   open {pages} and paste the token into the sign-in form; then approve or deny the push,
