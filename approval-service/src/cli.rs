@@ -1,4 +1,4 @@
-//! The `gitgate` command line: `serve`, `dev init` and `dev token`.
+//! The `gitgate` command line: `serve`, `dev init`, `dev token`, `mask` and `scan`.
 
 use std::path::PathBuf;
 use std::process::ExitCode;
@@ -26,6 +26,11 @@ enum Command {
         #[command(subcommand)]
         command: DevCommand,
     },
+    /// Mask standard input to standard output as the filter masks a response body.
+    Mask(crate::mask_cmd::MaskArgs),
+    /// Scan files, standard input or a revision range for secrets, as the filter scans pushes;
+    /// exits 1 when it finds any, 2 on errors.
+    Scan(crate::scan_cmd::ScanArgs),
 }
 
 #[derive(Debug, Args)]
@@ -96,6 +101,10 @@ fn parse_ttl(text: &str) -> Result<Duration, String> {
 /// Parses the command line and runs it; the process's exit code.
 pub fn main() -> ExitCode {
     let cli = Cli::parse();
+    // `scan` has exit statuses of its own (1: secrets found, 2: errors).
+    if let Command::Scan(args) = &cli.command {
+        return crate::scan_cmd::run(args);
+    }
     match run(cli) {
         Ok(()) => ExitCode::SUCCESS,
         Err(error) => {
@@ -136,6 +145,9 @@ fn run(cli: Cli) -> anyhow::Result<()> {
             );
             Ok(())
         }
+        Command::Mask(args) => crate::mask_cmd::run(&args),
+        // Handled in `main`, which gives it its own exit statuses.
+        Command::Scan(_) => Ok(()),
         Command::Dev {
             command: DevCommand::Token(args),
         } => {

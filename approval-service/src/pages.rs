@@ -64,6 +64,10 @@ struct TicketView {
     decision_comment: Option<String>,
     expires: Option<String>,
     expired: bool,
+    /// For a secret bypass: the redacted findings under review (never a value).
+    findings: Vec<gitgate_core::api::SecretFinding>,
+    /// For a secret bypass: the pusher's reason.
+    bypass_reason: Option<String>,
 }
 
 impl TicketView {
@@ -95,6 +99,8 @@ impl TicketView {
             expires: review.and_then(|r| r.expires_at).map(clock::rfc3339),
             expired: ticket.status == TicketStatus::Approved
                 && review.and_then(|r| r.expires_at).is_none_or(|t| t <= now),
+            findings: ticket.findings.clone(),
+            bypass_reason: ticket.bypass_reason.clone(),
         }
     }
 }

@@ -16,6 +16,17 @@
 //!   action: allow
 //! ```
 //!
+//! A push that carries secrets and asks for a bypass (`git push -o gitgate.bypass=<why>`) is held
+//! before any rule is tried, on a ticket for the `secrets` section's approvers; once they
+//! approved, the rules decide as for any push. The section is optional:
+//!
+//! ```yaml
+//! secrets:
+//!   approvers: security          # default
+//!   code: secret-bypass          # default; the hold is gitgate:hold:secret-bypass
+//!   reason: a security reviewer must approve the secrets in this push
+//! ```
+//!
 //! Every `match` field is optional; a rule matches when all the fields it names match. A field
 //! that takes strings takes one string or a list, and matches when any entry matches. Strings
 //! are globs (`*` stays within one `/`-separated segment, `**` crosses segments). The policy is
@@ -111,6 +122,39 @@ pub struct Policy {
     rules: Vec<Rule>,
     /// Applies when no rule matches.
     default: Action,
+    /// Who decides secret bypasses.
+    secrets: SecretsPolicy,
+}
+
+/// How a push with secrets and a bypass reason is held.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct SecretsPolicy {
+    /// The full hold code, `gitgate:hold:<slug>`.
+    pub code: String,
+    /// The group whose members may approve the secrets.
+    pub approvers: String,
+    /// One line for the pusher.
+    pub reason: String,
+}
+
+/// The default approver group of secret bypasses.
+pub const DEFAULT_SECRET_APPROVERS: &str = "security";
+
+/// The default code slug of secret bypass holds.
+pub const DEFAULT_SECRET_CODE: &str = "secret-bypass";
+
+/// The default reason of secret bypass holds.
+pub const DEFAULT_SECRET_REASON: &str =
+    "the push carries secrets; a security reviewer must approve the bypass";
+
+impl Default for SecretsPolicy {
+    fn default() -> Self {
+        SecretsPolicy {
+            code: format!("gitgate:hold:{DEFAULT_SECRET_CODE}"),
+            approvers: DEFAULT_SECRET_APPROVERS.to_owned(),
+            reason: DEFAULT_SECRET_REASON.to_owned(),
+        }
+    }
 }
 
 #[derive(Debug)]
@@ -183,7 +227,15 @@ impl Policy {
             Some(raw_default) => raw_default.compile("default", None)?,
             None => Action::Allow,
         };
-        Ok(Policy { rules, default })
+        let secrets = match raw.secrets {
+            Some(raw_secrets) => raw_secrets.compile()?,
+            None => SecretsPolicy::default(),
+        };
+        Ok(Policy {
+            rules,
+            default,
+            secrets,
+        })
     }
 
     /// Decides one update: the first rule that matches, or the default action.
@@ -199,6 +251,11 @@ impl Policy {
                 rule: None,
                 action: &self.default,
             })
+    }
+
+    /// How pushes with secrets and a bypass reason are held.
+    pub fn secrets(&self) -> &SecretsPolicy {
+        &self.secrets
     }
 
     /// How many rules the policy has, for the start-up log line.
@@ -347,6 +404,48 @@ struct RawPolicy {
     #[serde(default)]
     rules: Vec<RawRule>,
     default: Option<RawAction>,
+    secrets: Option<RawSecrets>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawSecrets {
+    approvers: Option<String>,
+    code: Option<String>,
+    reason: Option<String>,
+}
+
+impl RawSecrets {
+    fn compile(self) -> Result<SecretsPolicy, PolicyError> {
+        let place = "secrets";
+        let defaults = SecretsPolicy::default();
+        let approvers = match self.approvers.as_deref().map(str::trim) {
+            None => defaults.approvers,
+            Some("") => return Err(invalid(place, "approvers", "must name a group")),
+            Some(group) => group.to_owned(),
+        };
+        let code = match &self.code {
+            None => defaults.code,
+            Some(code) => {
+                check_slug(place, code)?;
+                format!("gitgate:hold:{code}")
+            }
+        };
+        let reason = match self.reason {
+            None => defaults.reason,
+            Some(reason) if is_one_line(&reason) && !reason.trim().is_empty() => reason,
+            Some(reason) => {
+                let problem =
+                    format!("must be one line of 1 to {MAX_REASON_CHARS} characters: {reason:?}");
+                return Err(invalid(place, "reason", problem));
+            }
+        };
+        Ok(SecretsPolicy {
+            code,
+            approvers,
+            reason,
+        })
+    }
 }
 
 #[derive(Debug, Deserialize)]

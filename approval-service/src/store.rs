@@ -9,7 +9,7 @@ use std::path::{Path, PathBuf};
 use std::str::FromStr;
 use std::time::Duration;
 
-use gitgate_core::api::Operation;
+use gitgate_core::api::{Operation, SecretFinding};
 use sqlx::any::{AnyPoolOptions, AnyRow};
 use sqlx::{Any, AnyPool, Row, Transaction};
 
@@ -228,6 +228,10 @@ pub struct Ticket {
     pub created_at: i64,
     /// The decision; `Some` exactly when the status is not pending.
     pub review: Option<Review>,
+    /// For a secret bypass: the redacted findings of the push that last asked (never a value).
+    pub findings: Vec<SecretFinding>,
+    /// For a secret bypass: why the pusher wants the secrets let through.
+    pub bypass_reason: Option<String>,
 }
 
 /// The decision of one verdict, as stored in `verdicts.decision`.
@@ -322,7 +326,8 @@ macro_rules! ticket_columns {
     () => {
         "SELECT id, repository, refname, old_id, new_id, operation, subject, agent, acting_for, \
          request_id, rule_name, code, reason, approvers, status, created_at, decided_by, \
-         decided_at, decision_reason, decision_comment, expires_at FROM tickets"
+         decided_at, decision_reason, decision_comment, expires_at, findings, bypass_reason \
+         FROM tickets"
     };
 }
 
@@ -554,7 +559,7 @@ impl VerdictTx {
              agent, acting_for, request_id, rule_name, code, reason, approvers, status, \
              created_at) \
              VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, 'pending', $15) \
-             ON CONFLICT (repository, refname, old_id, new_id) WHERE status = 'pending' \
+             ON CONFLICT (repository, refname, old_id, new_id, code) WHERE status = 'pending' \
              DO NOTHING",
         )
         .bind(&new.id)
@@ -584,12 +589,13 @@ impl VerdictTx {
             sqlx::query(concat!(
                 ticket_columns!(),
                 " WHERE repository = $1 AND refname = $2 AND old_id = $3 AND new_id = $4 \
-                 AND status = 'pending'"
+                 AND code = $5 AND status = 'pending'"
             ))
             .bind(new.key.repository.clone())
             .bind(new.key.refname.clone())
             .bind(new.key.old_id.clone())
             .bind(new.key.new_id.clone())
+            .bind(new.code.clone())
         };
         let row = query
             .fetch_one(&mut *self.tx)
@@ -599,6 +605,70 @@ impl VerdictTx {
                 source,
             })?;
         ticket_from_row(&row)
+    }
+
+    /// The newest ticket for exactly this update whose code is (`with` true) or is not
+    /// (`with` false) `code`: secret bypasses and policy holds of one update are decided apart.
+    pub async fn latest_ticket_by_code(
+        &mut self,
+        key: &UpdateKey,
+        code: &str,
+        with: bool,
+    ) -> Result<Option<Ticket>, StoreError> {
+        let query = if with {
+            concat!(
+                ticket_columns!(),
+                " WHERE repository = $1 AND refname = $2 AND old_id = $3 AND new_id = $4 \
+                 AND code = $5 ORDER BY created_at DESC, id DESC LIMIT 1"
+            )
+        } else {
+            concat!(
+                ticket_columns!(),
+                " WHERE repository = $1 AND refname = $2 AND old_id = $3 AND new_id = $4 \
+                 AND code <> $5 ORDER BY created_at DESC, id DESC LIMIT 1"
+            )
+        };
+        let row = sqlx::query(query)
+            .bind(&key.repository)
+            .bind(&key.refname)
+            .bind(&key.old_id)
+            .bind(&key.new_id)
+            .bind(code)
+            .fetch_optional(&mut *self.tx)
+            .await
+            .map_err(|source| StoreError::Query {
+                action: "look up a ticket",
+                source,
+            })?;
+        row.as_ref().map(ticket_from_row).transpose()
+    }
+
+    /// Keeps the redacted findings and the bypass reason of the push that asked, on a pending
+    /// ticket.
+    pub async fn record_findings(
+        &mut self,
+        ticket_id: &str,
+        findings: &[SecretFinding],
+        bypass_reason: &str,
+    ) -> Result<(), StoreError> {
+        let json = serde_json::to_string(findings).map_err(|e| StoreError::Corrupt {
+            column: "tickets.findings",
+            value: e.to_string(),
+        })?;
+        sqlx::query(
+            "UPDATE tickets SET findings = $1, bypass_reason = $2 \
+             WHERE id = $3 AND status = 'pending'",
+        )
+        .bind(json)
+        .bind(bypass_reason)
+        .bind(ticket_id)
+        .execute(&mut *self.tx)
+        .await
+        .map_err(|source| StoreError::Query {
+            action: "record the findings of a ticket",
+            source,
+        })?;
+        Ok(())
     }
 
     /// Records one verdict.
@@ -703,6 +773,14 @@ fn ticket_from_row(row: &AnyRow) -> Result<Ticket, StoreError> {
         status,
         created_at: int(row, "created_at")?,
         review,
+        findings: match optional_text(row, "findings")? {
+            Some(json) => serde_json::from_str(&json).map_err(|_| StoreError::Corrupt {
+                column: "tickets.findings",
+                value: json.chars().take(80).collect(),
+            })?,
+            None => Vec::new(),
+        },
+        bypass_reason: optional_text(row, "bypass_reason")?,
     })
 }
 

@@ -5,6 +5,13 @@
 //! ticket); otherwise the policy decides, and a hold opens a ticket. All tickets and verdict
 //! rows of one request are written in one transaction, committed before the response is sent,
 //! so an answer the filter acts on is always on record. A store failure answers 503.
+//!
+//! A push that carries findings (the filter found secrets and the pusher asked for a bypass)
+//! meets the secret review first: without a bypass reason it is denied; otherwise its security
+//! ticket decides (pending: hold again, with the latest findings; denied: deny; approved: on to
+//! the policy, as for any push), and without one a ticket for the policy's `secrets` approvers
+//! is opened, holding the redacted findings. Policy tickets and security tickets of one update
+//! are separate, so a security approval never stands in for a protected branch's review.
 
 use axum::Json;
 use axum::Router;
@@ -12,7 +19,7 @@ use axum::body::Bytes;
 use axum::extract::State;
 use axum::routing::post;
 use gitgate_core::api::{
-    Operation, RefUpdate, RefVerdict, VERDICTS_PATH, VerdictRequest, VerdictResponse,
+    Operation, RefUpdate, RefVerdict, SecretFinding, VERDICTS_PATH, VerdictRequest, VerdictResponse,
 };
 use rand::Rng;
 
@@ -27,8 +34,31 @@ use crate::store::{
 /// The code of an update whose ticket a reviewer denied.
 pub const REVIEWER_DENIED_CODE: &str = "gitgate:deny:reviewer-denied";
 
+/// The code of an update whose approval was given by the pusher or the person it acts for.
+pub const SELF_APPROVED_CODE: &str = "gitgate:deny:self-approved";
+
+/// True when `reviewer` is the pusher or the person the pusher acts for (names compare
+/// case-insensitively, as on the pages).
+fn is_party(reviewer: &str, identity: &gitgate_core::api::Identity) -> bool {
+    std::iter::once(identity.subject.as_str())
+        .chain(identity.acting_for.as_deref())
+        .any(|name| name.eq_ignore_ascii_case(reviewer))
+}
+
 /// The most updates one request may carry; a push with more is refused as malformed.
 pub const MAX_UPDATES: usize = 10_000;
+
+/// The code of a push with findings but no bypass reason.
+pub const SECRET_DETECTED_CODE: &str = "gitgate:deny:secret-detected";
+
+/// The name recorded as the rule of verdicts on secret bypasses.
+pub const SECRET_RULE: &str = "secret bypass";
+
+/// The most findings one request may carry.
+pub const MAX_FINDINGS: usize = 1000;
+
+/// The longest bypass reason accepted, in characters.
+pub const MAX_BYPASS_REASON_CHARS: usize = 500;
 
 /// The longest request id, repository path, ref name or identity string accepted.
 const MAX_FIELD_CHARS: usize = 1024;
@@ -79,7 +109,10 @@ async fn post_verdicts(
     }
     // The answer leaves only after the commit: the filter never acts on an unrecorded verdict.
     tx.commit().await.map_err(AppError::VerdictStore)?;
-    Ok(Json(VerdictResponse { verdicts }))
+    Ok(Json(VerdictResponse {
+        verdicts,
+        findings_reviewed: !request.findings.is_empty(),
+    }))
 }
 
 /// A verdict with the facts the store records beside it.
@@ -134,15 +167,39 @@ async fn decide(
     now: i64,
 ) -> Result<Outcome, StoreError> {
     let key = key_of(request, update);
+    let secret_code = state.policy().secrets().code.clone();
+
+    // Secrets first: the policy only decides an update whose secrets a reviewer let through.
+    if !request.findings.is_empty()
+        && let Some(outcome) = decide_secrets(state, tx, request, update, now).await?
+    {
+        return Ok(outcome);
+    }
 
     // A reviewer's decision on exactly this update comes before the policy.
-    if let Some(ticket) = tx.latest_ticket(&key).await? {
+    if let Some(ticket) = tx.latest_ticket_by_code(&key, &secret_code, false).await? {
         let review = ticket.review.as_ref();
         match ticket.status {
             TicketStatus::Approved
                 if review.and_then(|r| r.expires_at).is_some_and(|t| t > now) =>
             {
                 let by = review.map_or("", |r| r.by.as_str());
+                // The ticket may have been opened by someone else: the approver must not be
+                // the one who now uses the approval, nor the person it acts for.
+                if is_party(by, &request.identity) {
+                    return Ok(Outcome {
+                        verdict: RefVerdict::Deny {
+                            code: SELF_APPROVED_CODE.to_owned(),
+                            reason: one_line(&format!(
+                                "{} was approved by {by}, who may not approve their own push",
+                                ticket.id
+                            )),
+                        },
+                        rule: ticket.rule.clone(),
+                        allow_reason: None,
+                        ticket: Some(ticket.id),
+                    });
+                }
                 return Ok(Outcome {
                     verdict: RefVerdict::Allow,
                     rule: ticket.rule.clone(),
@@ -216,6 +273,89 @@ async fn decide(
             Ok(hold(state, ticket))
         }
     }
+}
+
+/// The secret review of one update of a push with findings: `None` once a security reviewer
+/// approved it (the policy then decides), else the verdict.
+async fn decide_secrets(
+    state: &AppState,
+    tx: &mut VerdictTx,
+    request: &VerdictRequest,
+    update: &RefUpdate,
+    now: i64,
+) -> Result<Option<Outcome>, StoreError> {
+    let secrets = state.policy().secrets();
+    let count = request.findings.len();
+    let Some(bypass_reason) = &request.bypass_reason else {
+        return Ok(Some(Outcome {
+            verdict: RefVerdict::Deny {
+                code: SECRET_DETECTED_CODE.to_owned(),
+                reason: one_line(&format!(
+                    "{count} secret(s) in the pushed objects; remove them, or push with a \
+                     bypass reason for group {}",
+                    secrets.approvers
+                )),
+            },
+            rule: Some(SECRET_RULE.to_owned()),
+            ticket: None,
+            allow_reason: None,
+        }));
+    };
+    let key = key_of(request, update);
+    if let Some(ticket) = tx.latest_ticket_by_code(&key, &secrets.code, true).await? {
+        let review = ticket.review.as_ref();
+        match ticket.status {
+            TicketStatus::Approved
+                if review.and_then(|r| r.expires_at).is_some_and(|t| t > now) =>
+            {
+                return Ok(None);
+            }
+            TicketStatus::Denied => {
+                let by = review.map_or("a reviewer", |r| r.by.as_str());
+                let why = review
+                    .and_then(|r| r.reason.as_deref())
+                    .unwrap_or("no reason given");
+                return Ok(Some(Outcome {
+                    verdict: RefVerdict::Deny {
+                        code: REVIEWER_DENIED_CODE.to_owned(),
+                        reason: one_line(&format!("{by} denied {}: {why}", ticket.id)),
+                    },
+                    rule: Some(SECRET_RULE.to_owned()),
+                    allow_reason: None,
+                    ticket: Some(ticket.id),
+                }));
+            }
+            TicketStatus::Pending => {
+                tx.record_findings(&ticket.id, &request.findings, bypass_reason)
+                    .await?;
+                return Ok(Some(hold(state, ticket)));
+            }
+            // An expired approval: ask again, as for a new bypass.
+            TicketStatus::Approved => {}
+        }
+    }
+    let new = NewTicket {
+        id: new_ticket_id(),
+        key,
+        operation: update.operation,
+        pusher: pusher_of(request),
+        request_id: request.request_id.clone(),
+        rule: Some(SECRET_RULE.to_owned()),
+        code: secrets.code.clone(),
+        reason: secrets.reason.clone(),
+        approvers: secrets.approvers.clone(),
+        created_at: now,
+    };
+    let ticket = tx.open_ticket(&new).await?;
+    tx.record_findings(&ticket.id, &request.findings, bypass_reason)
+        .await?;
+    tracing::info!(
+        request_id = %request.request_id,
+        ticket = %ticket.id,
+        findings = count,
+        "secret bypass asked"
+    );
+    Ok(Some(hold(state, ticket)))
 }
 
 fn hold(state: &AppState, ticket: Ticket) -> Outcome {
@@ -292,6 +432,15 @@ pub fn parse_request(body: &[u8]) -> Result<VerdictRequest, AppError> {
             )));
         }
     };
+    check_findings(&request.findings, id_len)?;
+    if let Some(reason) = &request.bypass_reason {
+        check_text("bypass_reason", reason)?;
+        if reason.chars().count() > MAX_BYPASS_REASON_CHARS {
+            return Err(bad(format!(
+                "bypass_reason is longer than {MAX_BYPASS_REASON_CHARS} characters"
+            )));
+        }
+    }
     if request.updates.len() > MAX_UPDATES {
         return Err(bad(format!(
             "{} updates in one push; at most {MAX_UPDATES} are accepted",
@@ -334,6 +483,52 @@ pub fn parse_request(body: &[u8]) -> Result<VerdictRequest, AppError> {
         }
     }
     Ok(request)
+}
+
+/// Checks the redacted findings: bounded, with ids of the push's format and no free text but
+/// a path.
+fn check_findings(findings: &[SecretFinding], id_len: usize) -> Result<(), AppError> {
+    if findings.len() > MAX_FINDINGS {
+        return Err(bad(format!(
+            "{} findings in one push; at most {MAX_FINDINGS} are accepted",
+            findings.len()
+        )));
+    }
+    let is_hex = |text: &str| {
+        text.bytes()
+            .all(|b| b.is_ascii_digit() || (b'a'..=b'f').contains(&b))
+    };
+    for (index, finding) in findings.iter().enumerate() {
+        let place = |field: &str| format!("findings[{index}].{field}");
+        if !policy::is_slug(&finding.rule) {
+            return Err(bad(format!("{} is not a rule id", place("rule"))));
+        }
+        if let Some(kind) = &finding.kind
+            && !matches!(kind.as_str(), "blob" | "commit" | "tag" | "tree")
+        {
+            return Err(bad(format!("{} is not an object kind", place("kind"))));
+        }
+        for (field, id) in [("object", &finding.object), ("commit", &finding.commit)] {
+            if let Some(id) = id
+                && (id.len() != id_len || !is_hex(id))
+            {
+                return Err(bad(format!(
+                    "{} is not a {id_len}-digit lower-case hex object id",
+                    place(field)
+                )));
+            }
+        }
+        if let Some(path) = &finding.path {
+            check_text(&place("path"), path)?;
+        }
+        if finding.fingerprint.len() != 32 || !is_hex(&finding.fingerprint) {
+            return Err(bad(format!(
+                "{} is not 32 lower-case hex digits",
+                place("fingerprint")
+            )));
+        }
+    }
+    Ok(())
 }
 
 fn check_text(field: &str, value: &str) -> Result<(), AppError> {

@@ -241,6 +241,36 @@ async fn an_approval_by_another_person_lets_the_re_push_through() {
 }
 
 #[tokio::test]
+async fn an_approval_cannot_be_used_by_the_reviewer_on_a_ticket_someone_else_opened() {
+    for db in TestDatabase::all().await {
+        let service = TestService::start(&db).await;
+        // carol opens the ticket; bob approves it; then bob's own agent makes the same push.
+        let held = service
+            .verdicts(&push("r1", "carol", "refs/heads/main", OLD, NEW))
+            .await;
+        let ticket = ticket_of(&held[0]);
+        let approved = service.reviewer("bob").await.approve(&ticket).await;
+        assert_eq!(approved.status, StatusCode::SEE_OTHER, "[{}]", db.label);
+
+        let by_bobs_agent = service
+            .verdicts(&agent_push("r2", "agent-b", "bob", "refs/heads/main"))
+            .await;
+        assert_eq!(by_bobs_agent[0]["decision"], "deny", "[{}]", db.label);
+        assert_eq!(
+            by_bobs_agent[0]["code"], "gitgate:deny:self-approved",
+            "[{}]",
+            db.label
+        );
+        let by_bob = service
+            .verdicts(&push("r3", "Bob", "refs/heads/main", OLD, NEW))
+            .await;
+        assert_eq!(by_bob[0]["decision"], "deny", "[{}]", db.label);
+        service.stop().await;
+        db.drop().await;
+    }
+}
+
+#[tokio::test]
 async fn an_approval_covers_only_the_exact_update_it_was_given_for() {
     for db in TestDatabase::all().await {
         let service = TestService::start(&db).await;

@@ -6,6 +6,7 @@
 //! cargo xtask token <subject> ...  # mint a dev token (gitgate dev token --dir .gitgate/dev)
 //! cargo xtask wasm                 # build the filter module
 //! cargo xtask validate             # envoy --mode validate on every shipped envoy/*.yaml
+//! cargo xtask bench [-- ARGS]      # time git through the gate and through a plain Envoy
 //! ```
 //!
 //! Everything is built into the workspace's default target directory, which is where the test
@@ -32,6 +33,12 @@ const DEV_DIR: &str = ".gitgate/dev";
 /// The Node runner for the core's tests compiled to wasm32-wasip1.
 const WASI_RUNNER: &str = "filter/wasi-test-runner.mjs";
 
+/// Debian's Chromium and its WebDriver, which the browser tests of the reviewer pages drive
+/// (`tests/tests/browser.rs`), at the paths the Debian packages install them to.
+const CHROMIUM: &str = "/usr/bin/chromium";
+const CHROMEDRIVER: &str = "/usr/bin/chromedriver";
+const BROWSER_PACKAGES: [&str; 2] = ["chromium", "chromium-driver"];
+
 #[derive(Debug, Parser)]
 #[command(
     name = "xtask",
@@ -55,6 +62,15 @@ enum Task {
     Wasm,
     /// Validate every shipped Envoy configuration with the built module.
     Validate,
+    /// Time git through the gate and through a plain Envoy (release builds); prints Markdown.
+    Bench(BenchArgs),
+}
+
+#[derive(Debug, clap::Args)]
+struct BenchArgs {
+    /// Arguments for `gitgate-bench` (see `cargo xtask bench -- --help`).
+    #[arg(trailing_var_arg = true, allow_hyphen_values = true)]
+    args: Vec<String>,
 }
 
 #[derive(Debug, clap::Args)]
@@ -87,6 +103,7 @@ fn main() {
         Task::Token(args) => token(&root, &args),
         Task::Wasm => build_wasm(&root),
         Task::Validate => validate_all(&root),
+        Task::Bench(args) => bench(&root, &args),
     };
     if let Err(err) = result {
         eprintln!("xtask: {err:#}");
@@ -175,10 +192,57 @@ fn ensure_envoy(root: &Path) -> Result<PathBuf> {
             envoy.display()
         );
     }
+    // On stderr, so that stdout stays clean for what a task prints (the bench's Markdown).
     let mut version = Command::new(&envoy);
-    version.arg("--version");
+    version
+        .arg("--version")
+        .stdout(Stdio::from(std::io::stderr()));
     run(version)?;
     Ok(envoy)
+}
+
+/// Debian's `chromium` and `chromium-driver`, installed with apt when either program is
+/// missing. The machines and CI run as root and reach Debian's archive; elsewhere this fails
+/// and says what to install.
+fn ensure_browser() -> Result<()> {
+    let missing = || {
+        [CHROMIUM, CHROMEDRIVER]
+            .into_iter()
+            .filter(|program| !Path::new(program).is_file())
+            .collect::<Vec<_>>()
+    };
+    if missing().is_empty() {
+        eprintln!("found {CHROMIUM} and {CHROMEDRIVER}");
+        return Ok(());
+    }
+    let hint = || {
+        format!(
+            "install them with `apt-get install {}`",
+            BROWSER_PACKAGES.join(" ")
+        )
+    };
+    step(&format!(
+        "installing {} ({} missing)",
+        BROWSER_PACKAGES.join(" "),
+        missing().join(", ")
+    ));
+    let mut update = Command::new("apt-get");
+    update.args(["update", "-q"]);
+    run(update).with_context(hint)?;
+    let mut install = Command::new("apt-get");
+    install
+        .args(["install", "-y", "-q"])
+        .args(BROWSER_PACKAGES)
+        .env("DEBIAN_FRONTEND", "noninteractive");
+    run(install).with_context(hint)?;
+    if !missing().is_empty() {
+        bail!(
+            "{} still missing after installing {}",
+            missing().join(", "),
+            BROWSER_PACKAGES.join(" ")
+        );
+    }
+    Ok(())
 }
 
 /// Builds the filter module.
@@ -304,6 +368,37 @@ fn validate(root: &Path, envoy: &Path) -> Result<()> {
     Ok(())
 }
 
+/// Builds the filter module and release builds of the service, the upstream server and the
+/// benchmark, then runs `gitgate-bench` on them. Nothing it measures is checked against a limit.
+fn bench(root: &Path, args: &BenchArgs) -> Result<()> {
+    let envoy = ensure_envoy(root)?;
+    build_wasm(root)?;
+    step("building gitgate, gitgate-upstream and gitgate-bench (release)");
+    let mut build = cargo(root);
+    build.args([
+        "build",
+        "--release",
+        "-p",
+        "gitgate",
+        "-p",
+        "gitgate-integration",
+        "--bins",
+    ]);
+    run(build)?;
+
+    step("gitgate-bench");
+    let release = root.join("target/release");
+    let mut command = Command::new(release.join("gitgate-bench"));
+    command
+        .current_dir(root)
+        .args(&args.args)
+        .env("GITGATE_BIN", release.join("gitgate"))
+        .env("GITGATE_UPSTREAM_BIN", release.join("gitgate-upstream"))
+        .env("GITGATE_FILTER_WASM", root.join(WASM_PATH))
+        .env("GITGATE_ENVOY", &envoy);
+    run(command)
+}
+
 /// Everything CI checks. Steps after the builds run even when an earlier one failed, so one run
 /// shows every problem; the exit status is non-zero if any step failed.
 fn test(root: &Path) -> Result<()> {
@@ -317,6 +412,10 @@ fn test(root: &Path) -> Result<()> {
 
     step("set-up: Envoy");
     let envoy = ensure_envoy(root)?;
+
+    // Without them the browser tests fail and say what to install; the other steps still run.
+    step("set-up: Chromium and ChromeDriver");
+    record("browser-set-up", ensure_browser());
 
     step("cargo fmt --all --check");
     let mut fmt = cargo(root);

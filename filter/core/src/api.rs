@@ -6,6 +6,12 @@
 //! body that does not parse, a count that does not match) is treated by the filter as "the
 //! service failed" and handled by its failure mode.
 //!
+//! The callout is made as soon as the command section is read, except for a push that asks for
+//! a secret bypass (`git push -o gitgate.bypass=<why>`): that one waits until the whole pack is
+//! scanned and carries the redacted [`SecretFinding`]s, so that the service can hold the push
+//! for a security reviewer. The fields added for this are optional both ways, so older peers
+//! keep working (and a filter never forwards findings a service did not review).
+//!
 //! Both sides use these types, so the wire format lives in one place.
 
 use serde::{Deserialize, Serialize};
@@ -88,6 +94,41 @@ pub struct VerdictRequest {
     pub push_options: Vec<String>,
     /// Every ref update, in the order the client sent them.
     pub updates: Vec<RefUpdate>,
+    /// Secrets the filter found in the pushed objects, redacted (never the value). Only sent
+    /// when the pusher asked for a bypass: the callout then waits until the pack is scanned.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub findings: Vec<SecretFinding>,
+    /// Why the pusher wants the secrets let through (`git push -o gitgate.bypass=<why>`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub bypass_reason: Option<String>,
+}
+
+/// One secret found in a pushed object, as the verdict protocol carries it: where it is and
+/// which rule found it, with a keyed fingerprint in place of the value.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct SecretFinding {
+    /// The id of the rule that matched, e.g. `github-pat-classic`.
+    pub rule: String,
+    /// `blob`, `commit` or `tag`; absent when only the bytes a delta inserts were seen.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub kind: Option<String>,
+    /// The object's id in hex; absent for a delta whose base is not in the pack.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub object: Option<String>,
+    /// 1-based line of the match in the object (as `git cat-file -p` shows it), when known.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub line: Option<u64>,
+    /// Byte offset of the match in the object.
+    #[serde(default)]
+    pub offset: u64,
+    /// The file's path in `commit`, for a blob whose path the pushed trees give.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub path: Option<String>,
+    /// The commit whose tree holds the blob at `path`, or the commit itself.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub commit: Option<String>,
+    /// HMAC-SHA256 of the value under the deployment's key, truncated: 32 hex digits.
+    pub fingerprint: String,
 }
 
 /// The service's answer for one ref update.
@@ -118,8 +159,13 @@ pub enum RefVerdict {
 }
 
 /// The service's answer to a [`VerdictRequest`].
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
 pub struct VerdictResponse {
     /// One verdict per update, in the order of [`VerdictRequest::updates`].
     pub verdicts: Vec<RefVerdict>,
+    /// True when the service weighed [`VerdictRequest::findings`]. A filter that sent findings
+    /// lets the push through only when this is set, so a service that predates findings (and
+    /// would allow by its policy alone) cannot wave secrets through.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub findings_reviewed: bool,
 }

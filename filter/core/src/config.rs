@@ -9,6 +9,9 @@
 //! identity: { subject_claim: sub, agent_claim: agent, acting_for_claim: act_for,
 //!             groups_claim: groups, token_id_claim: jti,
 //!             metadata_namespace: envoy.filters.http.jwt_authn, payload_key: jwt_payload }
+//! masking: { enabled: true, paths: ["**"], compressed: withhold }   # see crate::mask::config
+//! scan: { disable: [generic-secret-unquoted] }                       # a gitgate-scan config
+//! secrets: { enabled: true, bypass_option: gitgate.bypass }          # see crate::push_scan::config
 //! ```
 //!
 //! Unknown fields are errors, and every error names its field, e.g.
@@ -48,6 +51,17 @@ pub struct FilterConfig {
     /// Where the identity comes from.
     #[serde(default)]
     pub identity: IdentityConfig,
+    /// Which responses are masked, and how (see [`crate::mask::config`]).
+    #[serde(default)]
+    pub masking: crate::mask::MaskingSection,
+    /// The secret detection rules: a `gitgate-scan` configuration (`fingerprint_key`,
+    /// `disable`, `overrides`, `rules`, `allowlist`); absent means the built-in rules.
+    #[serde(default, skip_serializing_if = "serde_json::Value::is_null")]
+    pub scan: serde_json::Value,
+    /// Secret push protection: which pushes are scanned, how far, and the bypass option (see
+    /// [`crate::push_scan::config`]).
+    #[serde(default)]
+    pub secrets: crate::push_scan::SecretsSection,
 }
 
 /// The `approval` section.
@@ -156,7 +170,7 @@ impl fmt::Display for ConfigError {
 impl std::error::Error for ConfigError {}
 
 impl ConfigError {
-    fn new(field: impl Into<String>, message: impl Into<String>) -> ConfigError {
+    pub(crate) fn new(field: impl Into<String>, message: impl Into<String>) -> ConfigError {
         ConfigError {
             field: field.into(),
             message: message.into(),
@@ -235,6 +249,9 @@ impl GateConfig {
                 return Err(ConfigError::new(field, "must not be empty"));
             }
         }
+        crate::mask::config::check(&config.masking)?;
+        crate::mask::scan_config(&config.scan)?;
+        crate::push_scan::config::check(&config.secrets)?;
         Ok(GateConfig {
             config,
             path_prefix,

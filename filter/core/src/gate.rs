@@ -16,8 +16,18 @@
 //!
 //! A body of only `0000` is a probe and passes without a callout. Nothing that cannot be parsed
 //! is ever forwarded as a push.
+//!
+//! With secret scanning on ([`PushGate::scanning`]), the pack is read object by object to its
+//! end whatever the verdict ([`crate::push_scan`]), and the tail stays withheld until the scan
+//! is done. At the end of the body the two are composed: a push with findings is refused for
+//! every ref (`gitgate:deny:secret-detected`), unless the pusher asked for a bypass; then the
+//! callout, held back until now, carries the findings and the service decides (it holds the
+//! push for the security reviewers). A scanning limit refuses or passes with an audit record,
+//! as configured; otherwise the service's verdict stands.
 
-use crate::api::{Identity, VerdictRequest};
+use std::rc::Rc;
+
+use crate::api::{Identity, VerdictRequest, VerdictResponse};
 use crate::config::FailureMode;
 use crate::decision::{
     self, BAD_REQUEST, CalloutResult, Decision, INTERNAL, NO_IDENTITY, Refusal, ServiceFailure,
@@ -25,6 +35,7 @@ use crate::decision::{
 };
 use crate::gzip::GzipSection;
 use crate::pack::PackFramer;
+use crate::push_scan::{self, Bypass, OnLimit, PushScan, ScanReport, SecretScanning};
 use crate::receive_pack::{CommandSection, Parser, Progress};
 use crate::report::{self, ReportMode};
 use crate::withhold::TailWithholder;
@@ -132,6 +143,8 @@ enum Inspect {
     Gzip(Box<GzipSection>),
     /// The pack, while the verdict is pending.
     Pack(Box<PackFramer>),
+    /// The pack, framed and scanned for secrets to its end.
+    Scan(Box<PushScan>),
     /// After a delete-only or empty command section: no byte may follow.
     NothingMore,
     /// Nothing left to inspect.
@@ -167,6 +180,19 @@ pub struct PushGate {
     answered: bool,
     /// Body bytes received so far.
     received: u64,
+    /// Secret scanning, when on.
+    secrets: Option<Rc<SecretScanning>>,
+    /// The bypass the pusher asked for with a push option.
+    bypass: Bypass,
+    /// What the scan of the pack found, once the pack ended.
+    scan_report: Option<ScanReport>,
+    /// The callout held back until the pack is scanned (a push that asks for a bypass).
+    deferred: Option<Box<VerdictRequest>>,
+    /// True when the callout carried findings: only a service that reviewed them may let the
+    /// push through.
+    findings_sent: bool,
+    /// True when a scanning limit was passed by `on_limit: pass-with-audit`.
+    limit_passed: bool,
 }
 
 impl PushGate {
@@ -185,6 +211,12 @@ impl PushGate {
             ended: false,
             answered: false,
             received: 0,
+            secrets: None,
+            bypass: Bypass::None,
+            scan_report: None,
+            deferred: None,
+            findings_sent: false,
+            limit_passed: false,
         };
         match encoding {
             BodyEncoding::Identity => {}
@@ -199,6 +231,12 @@ impl PushGate {
             }
         }
         gate
+    }
+
+    /// Turns on secret scanning for this push with `settings` (compiled once per VM).
+    pub fn scanning(mut self, settings: Rc<SecretScanning>) -> PushGate {
+        self.secrets = Some(settings);
+        self
     }
 
     /// Handles one body chunk. `dispatch` sends the verdict request and returns whether the
@@ -218,11 +256,14 @@ impl PushGate {
         self.inspect_chunk(chunk, start, dispatch);
         if end_of_stream {
             self.ended = true;
+            self.finish_scan(dispatch);
             self.finish_body();
         }
 
+        // While the pack is being scanned, an early "allow" does not release the tail.
+        let scanning = matches!(self.inspect, Inspect::Scan(_));
         match &self.verdict {
-            Verdict::Decided(Decision::Forward) => {
+            Verdict::Decided(Decision::Forward) if !scanning => {
                 let mut out = self.tail.take();
                 out.extend_from_slice(chunk);
                 BodyAction::Forward(out)
@@ -231,11 +272,11 @@ impl PushGate {
                 BodyAction::Respond(self.answer())
             }
             Verdict::Decided(Decision::Refuse(_)) => BodyAction::Forward(Vec::new()),
-            Verdict::Open | Verdict::Pending { .. } if end_of_stream => {
+            _ if end_of_stream => {
                 self.tail.hold(chunk);
                 BodyAction::Wait
             }
-            Verdict::Open | Verdict::Pending { .. } => BodyAction::Forward(self.tail.push(chunk)),
+            _ => BodyAction::Forward(self.tail.push(chunk)),
         }
     }
 
@@ -244,6 +285,10 @@ impl PushGate {
         let Verdict::Pending { updates } = &self.verdict else {
             return ResumeAction::Nothing;
         };
+        if self.deferred.is_some() {
+            // Not asked yet: this answer is not for this push.
+            return ResumeAction::Nothing;
+        }
         let decision = match decision::from_callout(updates, result) {
             Ok(decision) => {
                 self.outcome = match &decision {
@@ -256,9 +301,16 @@ impl PushGate {
             }
             Err(failure) => self.failure_decision(&failure),
         };
+        let decision = if self.findings_sent {
+            self.review_decision(decision, findings_reviewed(result))
+        } else {
+            decision
+        };
         self.verdict = Verdict::Decided(decision);
-        // The verdict is known: the pack needs no more framing.
-        self.inspect = Inspect::Done;
+        // The verdict is known: the pack needs no more framing (but a scan goes on to its end).
+        if !matches!(self.inspect, Inspect::Scan(_)) {
+            self.inspect = Inspect::Done;
+        }
         if !self.ended || self.answered {
             return ResumeAction::Nothing;
         }
@@ -291,6 +343,7 @@ impl PushGate {
     /// still replace them (`git http-backend` sends its headers before reading the body).
     pub fn is_forwarding(&self) -> bool {
         matches!(self.verdict, Verdict::Decided(Decision::Forward))
+            && !matches!(self.inspect, Inspect::Scan(_))
     }
 
     /// True when a further (non-final) chunk needs no look at all: the push is let through and
@@ -305,7 +358,7 @@ impl PushGate {
     pub fn drains(&self) -> bool {
         !self.ended
             && matches!(self.verdict, Verdict::Decided(Decision::Refuse(_)))
-            && !matches!(self.inspect, Inspect::Gzip(_))
+            && !matches!(self.inspect, Inspect::Gzip(_) | Inspect::Scan(_))
     }
 
     /// Counts a chunk the adapter handled without reading it (see [`PushGate::streams_through`]
@@ -358,6 +411,10 @@ impl PushGate {
                 Ok(()) => self.inspect = Inspect::Pack(framer),
                 Err(err) => self.refuse_unparsable(&err.to_string()),
             },
+            Inspect::Scan(mut scan) => match scan.feed(chunk) {
+                Ok(()) => self.inspect = Inspect::Scan(scan),
+                Err(err) => self.refuse_unparsable(&err.to_string()),
+            },
             Inspect::NothingMore if chunk.is_empty() => self.inspect = Inspect::NothingMore,
             Inspect::NothingMore => {
                 self.refuse_unparsable(&format!("data after the command section at byte {start}"));
@@ -388,13 +445,20 @@ impl PushGate {
             return;
         };
 
-        self.inspect = if section.expects_pack() {
-            Inspect::Pack(Box::new(PackFramer::new(
+        self.inspect = match (&self.secrets, section.expects_pack()) {
+            (Some(settings), true) => {
+                self.bypass = settings.bypass(&section.push_options);
+                Inspect::Scan(Box::new(PushScan::new(
+                    Rc::clone(settings),
+                    section.object_format,
+                    section.end_offset,
+                )))
+            }
+            (None, true) => Inspect::Pack(Box::new(PackFramer::new(
                 section.object_format,
                 section.end_offset,
-            )))
-        } else {
-            Inspect::NothingMore
+            ))),
+            (_, false) => Inspect::NothingMore,
         };
         let updates = section.ref_updates();
         self.verdict = Verdict::Pending {
@@ -414,7 +478,14 @@ impl PushGate {
             object_format: section.object_format.name().to_owned(),
             push_options: section.push_options,
             updates,
+            findings: Vec::new(),
+            bypass_reason: None,
         };
+        if matches!(self.bypass, Bypass::Reason(_)) && matches!(self.inspect, Inspect::Scan(_)) {
+            // A bypass is decided on the findings, which are only known at the end of the pack.
+            self.deferred = Some(Box::new(request));
+            return;
+        }
         if !dispatch(&request) {
             let decision = self.failure_decision(&ServiceFailure::Unavailable);
             self.verdict = Verdict::Decided(decision);
@@ -437,10 +508,163 @@ impl PushGate {
                 Err(err) => self.refuse_bad_request(&parser, &err.to_string()),
             },
             Inspect::NothingMore => self.pass(Outcome::Probe),
-            Inspect::Gzip(_) | Inspect::Pack(_) | Inspect::Done => {
+            Inspect::Gzip(_) | Inspect::Pack(_) | Inspect::Scan(_) | Inspect::Done => {
                 self.refuse_unparsable("body ended in an unexpected state");
             }
         }
+    }
+
+    /// The end of the body, for a push whose pack is being scanned: ends the scan and composes
+    /// its result with the verdict (see the module documentation for the order).
+    fn finish_scan(&mut self, dispatch: &mut dyn FnMut(&VerdictRequest) -> bool) {
+        if !matches!(self.inspect, Inspect::Scan(_)) {
+            return;
+        }
+        let Inspect::Scan(scan) = std::mem::replace(&mut self.inspect, Inspect::Done) else {
+            return;
+        };
+        let report = match scan.finish() {
+            Ok(report) => report,
+            Err(err) => return self.refuse_unparsable(&err.to_string()),
+        };
+        let Some(settings) = self.secrets.clone() else {
+            return;
+        };
+        let blocks_on_limit = !report.limits.is_empty() && settings.on_limit() == OnLimit::Block;
+        let bypass = match &self.bypass {
+            Bypass::Reason(reason) => Some(reason.clone()),
+            Bypass::None | Bypass::NoReason => None,
+        };
+
+        // Step 1: secrets without a bypass are refused here; the service is not asked.
+        if report.has_findings() && bypass.is_none() {
+            let option = settings.bypass_option();
+            let note = (self.bypass == Bypass::NoReason).then(|| {
+                format!("the bypass option was ignored: it needs a reason, -o {option}=\"<why>\"")
+            });
+            let refusal =
+                push_scan::report::refusal(&self.refnames, &report, option, note.as_deref());
+            self.scan_report = Some(report);
+            return self.refuse(refusal);
+        }
+
+        // Step 2: a scanning limit, by policy.
+        if blocks_on_limit {
+            let refusal = push_scan::report::limit_refusal(&self.refnames, &report.limits);
+            self.scan_report = Some(report);
+            return self.refuse(refusal);
+        }
+        self.limit_passed = !report.limits.is_empty();
+
+        // Step 3: the held-back callout, with the findings when there are any.
+        let request = self.deferred.take().map(|mut request| {
+            request.findings = report.findings.iter().map(|f| f.to_wire()).collect();
+            request.bypass_reason = bypass;
+            request
+        });
+        self.findings_sent = report.has_findings();
+        self.scan_report = Some(report);
+        if let Some(request) = request
+            && !dispatch(&request)
+        {
+            let decision = self.failure_decision(&ServiceFailure::Unavailable);
+            let decision = self.review_decision(decision, false);
+            self.verdict = Verdict::Decided(decision);
+        }
+    }
+
+    /// The decision for a push whose findings went to the service: it passes only when every
+    /// ref was allowed by a service that reviewed the findings; any other answer (a failure
+    /// included, whatever the failure mode) refuses, with the findings listed.
+    fn review_decision(&mut self, decision: Decision, reviewed: bool) -> Decision {
+        let Some(report) = &self.scan_report else {
+            return decision;
+        };
+        let option = self
+            .secrets
+            .as_ref()
+            .map_or(push_scan::config::DEFAULT_BYPASS_OPTION, |s| {
+                s.bypass_option()
+            });
+        let local = |note: &str| {
+            Decision::Refuse(push_scan::report::refusal(
+                &self.refnames,
+                report,
+                option,
+                Some(note),
+            ))
+        };
+        let decision = match decision {
+            _ if self.service_failed => {
+                local("the approval service did not answer, so no bypass could be asked for")
+            }
+            Decision::Forward if reviewed => Decision::Forward,
+            Decision::Forward => local(
+                "the approval service did not review the findings (it may predate secret \
+                 scanning), so the bypass does not apply",
+            ),
+            Decision::Refuse(refusal) => {
+                Decision::Refuse(push_scan::report::with_findings(refusal, report))
+            }
+        };
+        self.outcome = match &decision {
+            Decision::Forward => Outcome::Forwarded,
+            Decision::Refuse(refusal) => Outcome::Refused {
+                code: refusal.code.clone(),
+            },
+        };
+        decision
+    }
+
+    /// What the secret scan of this push found, once the pack ended.
+    pub fn scan_report(&self) -> Option<&ScanReport> {
+        self.scan_report.as_ref()
+    }
+
+    /// True when the push went past a scanning limit and was let through by
+    /// `on_limit: pass-with-audit`.
+    pub fn passed_scan_limit(&self) -> bool {
+        self.limit_passed && self.is_forwarding()
+    }
+
+    /// The decision for the access log: [`Outcome::label`], with `:secret-scan-limit` added
+    /// when a scanning limit was passed by policy.
+    pub fn decision_label(&self) -> String {
+        let label = self.outcome.label();
+        if self.limit_passed
+            && matches!(
+                self.outcome,
+                Outcome::Forwarded | Outcome::ForwardedOnFailure
+            )
+        {
+            format!("{label}:secret-scan-limit")
+        } else {
+            label
+        }
+    }
+
+    /// Lines for the filter's log about the secret scan (findings without values, limits),
+    /// empty when nothing was found.
+    pub fn scan_log_lines(&self) -> Vec<String> {
+        let Some(report) = &self.scan_report else {
+            return Vec::new();
+        };
+        let mut lines: Vec<String> = report
+            .findings
+            .iter()
+            .map(push_scan::report::describe)
+            .collect();
+        let what = match self.secrets.as_ref().map(|s| s.on_limit()) {
+            Some(OnLimit::PassWithAudit) => "passed by on_limit: pass-with-audit",
+            _ => "refused by on_limit: block",
+        };
+        lines.extend(
+            report
+                .limits
+                .iter()
+                .map(|hit| format!("scan limit: {}; {what}", hit.describe())),
+        );
+        lines
     }
 
     fn pass(&mut self, outcome: Outcome) {
@@ -511,6 +735,17 @@ impl PushGate {
     }
 }
 
+/// Whether the service's answer says it reviewed the findings it was sent.
+fn findings_reviewed(result: CalloutResult<'_>) -> bool {
+    match result {
+        CalloutResult::Response {
+            status: Some(200),
+            body,
+        } => serde_json::from_slice::<VerdictResponse>(body).is_ok_and(|r| r.findings_reviewed),
+        _ => false,
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -563,6 +798,7 @@ mod tests {
     fn allow_all(count: usize) -> Vec<u8> {
         let response = VerdictResponse {
             verdicts: vec![RefVerdict::Allow; count],
+            ..VerdictResponse::default()
         };
         serde_json::to_vec(&response).expect("serializable")
     }
@@ -666,6 +902,7 @@ mod tests {
                 url: "http://approve/t-1".into(),
                 reason: "needs review".into(),
             }],
+            ..VerdictResponse::default()
         };
         let json = serde_json::to_vec(&response).expect("json");
         let ResumeAction::Respond(answer) = gate.on_callout(ok(&json)) else {
@@ -693,6 +930,7 @@ mod tests {
                 code: "gitgate:deny:x".into(),
                 reason: "no".into(),
             }],
+            ..VerdictResponse::default()
         };
         let json = serde_json::to_vec(&deny).expect("json");
         assert_eq!(gate.on_callout(ok(&json)), ResumeAction::Nothing);

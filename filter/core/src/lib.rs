@@ -9,7 +9,8 @@
 //! objects of the pack, with [`delta`] and [`object`]); [`request`] and [`glob`]
 //! (which requests are gated); [`api`], [`decision`], [`reason`] and [`report`] (the verdict and
 //! the answer); [`withhold`] and [`gate`] (one push through the filter); [`config`] and
-//! [`pairs`] (what the adapter reads from Envoy).
+//! [`pairs`] (what the adapter reads from Envoy); [`mask`] (secrets masked in responses);
+//! [`push_scan`] (secrets found in pushed objects).
 //!
 //! ```
 //! use gitgate_core::receive_pack::{Parser, Progress};
@@ -26,11 +27,13 @@ pub mod delta;
 pub mod gate;
 pub mod glob;
 pub mod gzip;
+pub mod mask;
 pub mod object;
 pub mod pack;
 pub mod pack_objects;
 pub mod pairs;
 pub mod pktline;
+pub mod push_scan;
 pub mod reason;
 pub mod receive_pack;
 pub mod report;

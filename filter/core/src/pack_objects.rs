@@ -528,6 +528,14 @@ impl PackReader {
         }
     }
 
+    /// The same reader without the check of the trailer: it still finds where the pack ends,
+    /// but does not hash the pack. For a caller whose consumer checks the trailer anyway (the
+    /// gate: git's `index-pack` on the server does), this saves one hash of every byte.
+    pub fn without_checksum(mut self) -> PackReader {
+        self.checksum = None;
+        self
+    }
+
     /// The entry count from the pack header, once read.
     pub fn object_count(&self) -> Option<u32> {
         self.count
@@ -759,9 +767,10 @@ impl PackReader {
                 let trailer = bytes.get_mut(..len).unwrap_or_default();
                 let take = fill(trailer, got, input);
                 if *got == len {
+                    // No hasher: the caller chose not to check the trailer.
                     let expected = self.checksum.take().map(Hasher::finish);
                     let found = bytes.get(..len).unwrap_or_default();
-                    if expected.as_ref().map(ObjectId::as_bytes) != Some(found) {
+                    if expected.is_some_and(|expected| expected.as_bytes() != found) {
                         return Err(PackObjectError::ChecksumMismatch {
                             offset: self.absolute(self.entry_start),
                         });

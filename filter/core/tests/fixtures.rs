@@ -249,7 +249,11 @@ fn through_gate(pieces: &[&[u8]], verdicts: Vec<RefVerdict>) -> (Vec<u8>, Option
     }
     assert_eq!(gate.on_body(b"", true, &mut dispatch), BodyAction::Wait);
     assert_eq!(requests.len(), 1);
-    let json = serde_json::to_vec(&VerdictResponse { verdicts }).expect("json");
+    let json = serde_json::to_vec(&VerdictResponse {
+        verdicts,
+        ..VerdictResponse::default()
+    })
+    .expect("json");
     match gate.on_callout(CalloutResult::Response {
         status: Some(200),
         body: &json,

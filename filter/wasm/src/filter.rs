@@ -9,13 +9,16 @@ use gitgate_core::api::{Identity, VERDICTS_PATH, VerdictRequest};
 use gitgate_core::config::GateConfig;
 use gitgate_core::decision::CalloutResult;
 use gitgate_core::gate::{BodyAction, BodyEncoding, Outcome, PushGate, PushMeta, ResumeAction};
+use gitgate_core::mask::Masking;
 use gitgate_core::pairs;
+use gitgate_core::push_scan::SecretScanning;
 use gitgate_core::report::RESULT_CONTENT_TYPE;
 use gitgate_core::request::{self, GitRequest};
 use log::{error, info, warn};
 use proxy_wasm::traits::{Context, HttpContext, RootContext};
 use proxy_wasm::types::{Action, BufferType, ContextType, LogLevel, MapType};
 
+use crate::mask::{self, MaskRoot, ResponseMask};
 use crate::{basic_auth, host, plugin_config};
 
 /// Root id of the instance that rewrites Basic auth, before jwt_authn.
@@ -54,6 +57,10 @@ enum Role {
 struct GateRoot {
     config: GateConfig,
     metrics: Metrics,
+    /// Response masking; `None` when `masking.enabled` is false.
+    masking: Option<Rc<MaskRoot>>,
+    /// Secret push protection, compiled once per VM; `None` when `secrets.enabled` is false.
+    secrets: Option<Rc<SecretScanning>>,
 }
 
 /// Counter ids (`wasmcustom.gitgate_*`); `None` when the host refused to define one.
@@ -62,6 +69,10 @@ struct Metrics {
     refused: Option<u32>,
     approval_failures: Option<u32>,
     probes: Option<u32>,
+    /// Pushes in which secrets were found.
+    secret_pushes: Option<u32>,
+    /// Pushes let through past a scanning limit by `on_limit: pass-with-audit`.
+    scan_limit_passes: Option<u32>,
 }
 
 impl Metrics {
@@ -71,6 +82,8 @@ impl Metrics {
             refused: host::define_counter("gitgate_pushes_refused"),
             approval_failures: host::define_counter("gitgate_approval_failures"),
             probes: host::define_counter("gitgate_probes"),
+            secret_pushes: host::define_counter("gitgate_secret_pushes"),
+            scan_limit_passes: host::define_counter("gitgate_secret_scan_limit_passes"),
         }
     }
 }
@@ -92,13 +105,34 @@ impl RootContext for Root {
                 true
             }
             GATE_ROOT_ID => match load_gate_config() {
-                Ok(config) => {
+                Ok((config, masking)) => {
                     info!(
-                        "gate configured, approval cluster {}, prefix {}",
-                        config.config.approval.cluster, config.path_prefix
+                        "gate configured, approval cluster {}, prefix {}, masking {}",
+                        config.config.approval.cluster,
+                        config.path_prefix,
+                        if masking.is_some() { "on" } else { "off" }
                     );
                     let metrics = Metrics::define();
-                    self.role = Role::Gate(Rc::new(GateRoot { config, metrics }));
+                    // The push scan shares masking's compiled rules unless it has its own.
+                    let shared = masking.as_ref().map(|m| std::sync::Arc::clone(m.rules()));
+                    let secrets = match SecretScanning::from_config(&config, shared) {
+                        Ok(secrets) => secrets.map(Rc::new),
+                        Err(err) => {
+                            error!("invalid configuration: {err}");
+                            return false;
+                        }
+                    };
+                    info!(
+                        "secret push protection {}",
+                        if secrets.is_some() { "on" } else { "off" }
+                    );
+                    let masking = masking.map(|m| Rc::new(MaskRoot::new(m)));
+                    self.role = Role::Gate(Rc::new(GateRoot {
+                        config,
+                        metrics,
+                        masking,
+                        secrets,
+                    }));
                     true
                 }
                 Err(message) => {
@@ -124,6 +158,7 @@ impl RootContext for Root {
             Role::Gate(root) => Box::new(Gate {
                 root: Rc::clone(root),
                 push: None,
+                mask: None,
             }),
         })
     }
@@ -133,11 +168,14 @@ impl RootContext for Root {
     }
 }
 
-fn load_gate_config() -> Result<GateConfig, String> {
+/// Reads and checks the configuration, and compiles the masking rules (once per VM).
+fn load_gate_config() -> Result<(GateConfig, Option<Masking>), String> {
     let bytes = host::get_buffer(BufferType::PluginConfiguration, 0, usize::MAX)
         .ok_or_else(|| "configuration: cannot be read".to_owned())?;
     let value = plugin_config::decode(&bytes).map_err(|err| format!("configuration: {err}"))?;
-    GateConfig::from_value(value).map_err(|err| err.to_string())
+    let config = GateConfig::from_value(value).map_err(|err| err.to_string())?;
+    let masking = Masking::from_config(&config).map_err(|err| err.to_string())?;
+    Ok((config, masking))
 }
 
 /// A stream of an unconfigured plugin.
@@ -171,6 +209,8 @@ struct Gate {
     root: Rc<GateRoot>,
     /// Set for a gated receive-pack request; `None` means pass through.
     push: Option<Push>,
+    /// Set for a request on a masked path: its response is masked.
+    mask: Option<ResponseMask>,
 }
 
 /// The state of one gated push.
@@ -243,6 +283,7 @@ impl HttpContext for Gate {
         let config = &self.root.config;
         let method = header_text(":method").unwrap_or_default();
         let path = header_text(":path").unwrap_or_default();
+        self.mask = (self.root.masking.as_ref()).and_then(|m| mask::on_request_headers(m, &path));
         let repository = match request::classify(&method, &path, &config.path_prefix) {
             Ok(GitRequest::ReceivePack { repository }) if config.is_gated(&repository) => {
                 repository
@@ -269,6 +310,10 @@ impl HttpContext for Gate {
             identity: read_identity(config),
         };
         let gate = PushGate::new(meta, encoding, config.config.approval.failure_mode);
+        let gate = match &self.root.secrets {
+            Some(secrets) => gate.scanning(Rc::clone(secrets)),
+            None => gate,
+        };
         self.push = Some(Push {
             gate,
             request_id,
@@ -323,6 +368,9 @@ impl HttpContext for Gate {
     }
 
     fn on_http_response_headers(&mut self, _num_headers: usize, _end_of_stream: bool) -> Action {
+        if let Some(mask) = self.mask.as_mut() {
+            mask.on_response_headers();
+        }
         // git http-backend answers with its headers before it reads the body. Passing them on
         // before the verdict would make a refusal impossible (Envoy can only reset a stream
         // whose response headers went out), so hold them until the push is let through.
@@ -335,9 +383,27 @@ impl HttpContext for Gate {
         }
     }
 
+    fn on_http_response_body(&mut self, body_size: usize, end_of_stream: bool) -> Action {
+        if let Some(mask) = self.mask.as_mut() {
+            mask.on_response_body(body_size, end_of_stream);
+        }
+        // Never pause a response: Envoy would buffer it whole (envoy-wasm.md §1.2).
+        Action::Continue
+    }
+
+    fn on_http_response_trailers(&mut self, _num_trailers: usize) -> Action {
+        if let Some(mask) = self.mask.as_mut() {
+            mask.on_response_trailers();
+        }
+        Action::Continue
+    }
+
     fn on_log(&mut self) {
         if let Some(push) = self.push.as_mut() {
             push.record(&self.root);
+        }
+        if let Some(mask) = self.mask.as_mut() {
+            mask.on_log();
         }
     }
 }
@@ -429,7 +495,7 @@ impl Push {
         }
         self.recorded = true;
         let outcome = self.gate.outcome();
-        let label = outcome.label();
+        let label = self.gate.decision_label();
         if !host::set_property(&[DECISION_PROPERTY], label.as_bytes()) {
             warn!("request {}: could not record the decision", self.request_id);
         }
@@ -442,6 +508,16 @@ impl Push {
         }
         if self.gate.service_failed() {
             host::increment(metrics.approval_failures);
+        }
+        // Findings and limits, never a secret's value.
+        for line in self.gate.scan_log_lines() {
+            warn!("request {}: {line}", self.request_id);
+        }
+        if self.gate.scan_report().is_some_and(|r| r.has_findings()) {
+            host::increment(metrics.secret_pushes);
+        }
+        if self.gate.passed_scan_limit() {
+            host::increment(metrics.scan_limit_passes);
         }
         info!(
             "request {} repository {} push {} after {} bytes",

@@ -76,6 +76,7 @@ unsafe extern "C" {
         headers_size: usize,
         grpc_status: i32,
     ) -> u32;
+    fn proxy_remove_header_map_value(map_type: u32, key_data: *const u8, key_size: usize) -> u32;
     fn proxy_continue_stream(stream_type: u32) -> u32;
     fn proxy_define_metric(
         metric_type: u32,
@@ -176,6 +177,13 @@ pub fn replace_header(map: MapType, name: &str, value: &str) -> bool {
     status == OK
 }
 
+/// Removes a header (every value of it); true also when it was absent.
+pub fn remove_header(map: MapType, name: &str) -> bool {
+    // SAFETY: the name buffer is valid for the duration of the call.
+    let status = unsafe { proxy_remove_header_map_value(map as u32, name.as_ptr(), name.len()) };
+    status == OK
+}
+
 /// Reads up to `max_size` bytes of a buffer from `start`; `None` on failure, empty when the
 /// buffer is empty or absent.
 pub fn get_buffer(buffer: BufferType, start: usize, max_size: usize) -> Option<Vec<u8>> {
@@ -249,6 +257,16 @@ pub fn define_counter(name: &str) -> Option<u32> {
         )
     };
     (status == OK).then_some(id)
+}
+
+/// Adds `count` to a counter (nothing for 0: the host refuses offsets below 1).
+pub fn increment_by(counter: Option<u32>, count: u64) {
+    if let (Some(id), Ok(offset)) = (counter, i64::try_from(count))
+        && offset > 0
+    {
+        // SAFETY: no pointers involved. A failure only loses the count.
+        let _ = unsafe { proxy_increment_metric(id, offset) };
+    }
 }
 
 /// Adds one to a counter.

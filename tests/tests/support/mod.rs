@@ -356,8 +356,14 @@ impl<'a> Reviewer<'a> {
     /// Mints a reviewer token for `subject` and signs in with the one-click link
     /// (`GET /login?token=...`), which answers the "Signed in" page and sets the cookie.
     pub fn sign_in(stack: &'a Stack, subject: &str) -> Reviewer<'a> {
+        Reviewer::sign_in_as(stack, subject, &TokenOptions::reviewer())
+    }
+
+    /// Signs in as [`Reviewer::sign_in`] does, with a token minted with `options` (for example
+    /// a reviewer who is also in the `security` group).
+    pub fn sign_in_as(stack: &'a Stack, subject: &str, options: &TokenOptions) -> Reviewer<'a> {
         let token = stack
-            .token(subject, &TokenOptions::reviewer())
+            .token(subject, options)
             .expect("mint a reviewer token");
         let url = stack.service_url(&format!("/login?token={token}&next=/"));
         let page = stack

@@ -1,0 +1,309 @@
+//! The response path: secrets in what the upstream returns are masked on their way to the
+//! client. The work is in `gitgate_core::mask`; this module reads headers in their phase, moves
+//! each body chunk through a `ResponseMasker`, and records what happened.
+//!
+//! Per stream (envoy-wasm.md §3, §8):
+//!
+//! 1. Request headers: a request on a masked path has `accept-encoding` removed, so the
+//!    upstream answers in identity encoding.
+//! 2. Response headers: the plan is made from `content-type` and every `content-encoding`
+//!    value. When the body may change, `content-length` goes (Envoy then re-frames the body),
+//!    and a withheld body loses `content-encoding` too. Headers are never touched later.
+//! 3. Body: every chunk is read, masked and replaced, and the callback always continues (a
+//!    response is never paused, so Envoy never buffers it). Pack data the masker would only copy
+//!    is not even read. The held tail goes out with the end-of-stream chunk.
+//! 4. Trailers end the body too, but the held tail can no longer be added then; it is dropped
+//!    (never passed unmasked) and counted.
+
+use std::rc::Rc;
+
+use gitgate_core::mask::{Chunk, Masking, ResponseMasker, ResponsePlan};
+use gitgate_core::request;
+use log::{info, warn};
+use proxy_wasm::types::{BufferType, MapType};
+
+use crate::host;
+
+/// Filter state key of the masking outcome (`%FILTER_STATE(wasm.gitgate_masking:PLAIN)%`).
+const MASKING_PROPERTY: &str = "gitgate_masking";
+
+/// How many masked secrets a log line names.
+const LOGGED_SECRETS: usize = 8;
+
+/// Masking's configuration and counters, in the gate's root context.
+pub(crate) struct MaskRoot {
+    masking: Masking,
+    metrics: MaskMetrics,
+}
+
+/// Counter ids (`wasmcustom.gitgate_*`).
+struct MaskMetrics {
+    masked_responses: Option<u32>,
+    masked_secrets: Option<u32>,
+    withheld: Option<u32>,
+    passed_compressed: Option<u32>,
+    truncated: Option<u32>,
+}
+
+impl MaskRoot {
+    /// Wraps a compiled configuration and defines the counters.
+    pub(crate) fn new(masking: Masking) -> MaskRoot {
+        MaskRoot {
+            masking,
+            metrics: MaskMetrics {
+                masked_responses: host::define_counter("gitgate_responses_masked"),
+                masked_secrets: host::define_counter("gitgate_secrets_masked"),
+                withheld: host::define_counter("gitgate_responses_withheld_compressed"),
+                passed_compressed: host::define_counter("gitgate_responses_passed_compressed"),
+                truncated: host::define_counter("gitgate_responses_mask_truncated"),
+            },
+        }
+    }
+}
+
+/// Where one stream's response is.
+enum Phase {
+    /// The request was on a masked path; the response headers have not come yet.
+    AwaitingHeaders,
+    /// The body goes through the masker.
+    Body(Box<ResponseMasker>),
+    /// Nothing more to do.
+    Done,
+}
+
+/// The response side of one stream on a masked path.
+pub(crate) struct ResponseMask {
+    root: Rc<MaskRoot>,
+    request_id: String,
+    path: String,
+    content_type: String,
+    phase: Phase,
+    /// Held bytes that could not be written (trailers ended the body).
+    dropped: usize,
+    recorded: bool,
+}
+
+/// In the request-headers phase: decides whether the response will be masked, and if so asks
+/// the upstream for identity encoding.
+pub(crate) fn on_request_headers(root: &Rc<MaskRoot>, raw_path: &str) -> Option<ResponseMask> {
+    let path = raw_path.split(['?', '#']).next().unwrap_or_default();
+    // A path that does not normalize is answered 400 by the gate; nothing to mask then.
+    let normalized = request::normalize_path(path).ok()?;
+    if !root.masking.masks_path(&normalized) {
+        return None;
+    }
+    if !host::remove_header(MapType::HttpRequestHeaders, "accept-encoding") {
+        warn!("could not remove accept-encoding from a masked request");
+    }
+    let request_id = host::get_property(&["request", "id"])
+        .map(|id| String::from_utf8_lossy(&id).into_owned())
+        .unwrap_or_default();
+    Some(ResponseMask {
+        root: Rc::clone(root),
+        request_id,
+        path: normalized,
+        content_type: String::new(),
+        phase: Phase::AwaitingHeaders,
+        dropped: 0,
+        recorded: false,
+    })
+}
+
+impl ResponseMask {
+    /// In the response-headers phase: makes the plan and fixes the headers it affects. It runs
+    /// again when a local reply replaces a response whose headers were held (a refused push),
+    /// and the reply gets its own plan.
+    pub(crate) fn on_response_headers(&mut self) {
+        self.recorded = false;
+        let headers = host::get_headers(MapType::HttpResponseHeaders);
+        let values = |name: &str| -> Option<String> {
+            let found: Vec<String> = headers
+                .iter()
+                .flatten()
+                .filter(|(n, _)| n.eq_ignore_ascii_case(name))
+                .map(|(_, v)| String::from_utf8_lossy(v).trim().to_owned())
+                .collect();
+            (!found.is_empty()).then(|| found.join(","))
+        };
+        let content_type = values("content-type");
+        let plan = match (&headers, content_type.as_deref()) {
+            // Unreadable headers: the body cannot be classified, so it is masked as text
+            // rather than passed.
+            (None, _) => ResponsePlan::Mask(gitgate_core::mask::BodyKind::Text),
+            (Some(_), content_type) => {
+                let encoding = values("content-encoding");
+                self.root.masking.plan(content_type, encoding.as_deref())
+            }
+        };
+        self.content_type = content_type.unwrap_or_default();
+        if plan.changes_body() {
+            // After this callback the header map is gone (envoy-wasm.md §3): now or never.
+            if !host::remove_header(MapType::HttpResponseHeaders, "content-length") {
+                warn!(
+                    "request {}: could not remove content-length",
+                    self.request_id
+                );
+            }
+            if matches!(plan, ResponsePlan::Withhold { .. })
+                && !host::remove_header(MapType::HttpResponseHeaders, "content-encoding")
+            {
+                warn!(
+                    "request {}: could not remove content-encoding",
+                    self.request_id
+                );
+            }
+        }
+        if let ResponsePlan::PassCompressed { encoding, .. } = &plan {
+            host::increment(self.root.metrics.passed_compressed);
+            info!(
+                "request {} path {}: {} response passed unmasked (content-encoding {encoding})",
+                self.request_id, self.path, self.content_type
+            );
+            if !host::set_property(&[MASKING_PROPERTY], b"passed:compressed") {
+                warn!(
+                    "request {}: could not record the masking outcome",
+                    self.request_id
+                );
+            }
+        }
+        self.phase = match plan {
+            ResponsePlan::Pass | ResponsePlan::PassCompressed { .. } => {
+                self.recorded = true;
+                Phase::Done
+            }
+            plan => Phase::Body(Box::new(ResponseMasker::new(&self.root.masking, plan))),
+        };
+    }
+
+    /// A body chunk of `body_size` bytes (the callback always continues, so that is just this
+    /// chunk).
+    pub(crate) fn on_response_body(&mut self, body_size: usize, end_of_stream: bool) {
+        let Phase::Body(masker) = &mut self.phase else {
+            return;
+        };
+        if !end_of_stream && masker.passthrough_len() >= body_size as u64 {
+            // Pack data: copied as it is, so not even read.
+            masker.skip(body_size as u64);
+            return;
+        }
+        let chunk = if body_size == 0 {
+            Some(Vec::new())
+        } else {
+            host::get_buffer(BufferType::HttpResponseBody, 0, body_size)
+        };
+        let Some(chunk) = chunk.filter(|c| c.len() == body_size) else {
+            // Never pass what could not be read: drop it.
+            warn!(
+                "request {}: could not read {body_size} response bytes, dropping them",
+                self.request_id
+            );
+            let _ = host::set_buffer(BufferType::HttpResponseBody, 0, body_size, &[]);
+            return;
+        };
+        let mut out = Vec::with_capacity(chunk.len() + 64);
+        let mut changed = masker.feed(&chunk, &mut out) == Chunk::Replaced;
+        if end_of_stream {
+            if !changed {
+                // The tail is appended to this chunk, which must then be written whole.
+                out.clear();
+                out.extend_from_slice(&chunk);
+            }
+            changed |= masker.finish(&mut out);
+        }
+        if changed && !host::set_buffer(BufferType::HttpResponseBody, 0, body_size, &out) {
+            warn!(
+                "request {}: could not rewrite the response body",
+                self.request_id
+            );
+        }
+        if end_of_stream {
+            self.record();
+        }
+    }
+
+    /// Trailers end the body. The held tail cannot be added any more: it is dropped.
+    pub(crate) fn on_response_trailers(&mut self) {
+        if let Phase::Body(masker) = &mut self.phase {
+            let mut tail = Vec::new();
+            if masker.finish(&mut tail) {
+                self.dropped = tail.len();
+                host::increment(self.root.metrics.truncated);
+            }
+        }
+        self.record();
+    }
+
+    /// The stream ends (also after a reset): records the outcome once.
+    pub(crate) fn on_log(&mut self) {
+        self.record();
+    }
+
+    /// Filter state, counters and one log line, once: rule ids, fingerprints and offsets only.
+    fn record(&mut self) {
+        if self.recorded {
+            return;
+        }
+        self.recorded = true;
+        let Phase::Body(masker) = &self.phase else {
+            return;
+        };
+        let metrics = &self.root.metrics;
+        let label = match masker.plan() {
+            ResponsePlan::Withhold { encoding, .. } => {
+                host::increment(metrics.withheld);
+                warn!(
+                    "request {} path {}: {} response withheld: content-encoding {encoding} \
+                     cannot be masked",
+                    self.request_id, self.path, self.content_type
+                );
+                "withheld:compressed".to_owned()
+            }
+            _ => {
+                let masked = masker.report().map_or(0, |r| r.masked);
+                if let Some(report) = masker.report().filter(|r| r.masked > 0) {
+                    host::increment(metrics.masked_responses);
+                    host::increment_by(metrics.masked_secrets, report.masked);
+                    let listed: Vec<String> = report
+                        .secrets
+                        .iter()
+                        .take(LOGGED_SECRETS)
+                        .map(ToString::to_string)
+                        .collect();
+                    info!(
+                        "request {} path {}: masked {} secret(s) in the response ({}, {} bytes): {}",
+                        self.request_id,
+                        self.path,
+                        report.masked,
+                        self.content_type,
+                        masker.received(),
+                        listed.join("; ")
+                    );
+                }
+                if let Some(fallback) = masker.report().and_then(|r| r.fallback.as_ref()) {
+                    info!(
+                        "request {}: part of the response masked as text: {fallback}",
+                        self.request_id
+                    );
+                }
+                if self.dropped > 0 {
+                    warn!(
+                        "request {}: response trailers came with {} masked bytes still held; \
+                         they were dropped",
+                        self.request_id, self.dropped
+                    );
+                }
+                if masked > 0 {
+                    format!("masked:{masked}")
+                } else {
+                    "clean".to_owned()
+                }
+            }
+        };
+        if !host::set_property(&[MASKING_PROPERTY], label.as_bytes()) {
+            warn!(
+                "request {}: could not record the masking outcome",
+                self.request_id
+            );
+        }
+    }
+}
