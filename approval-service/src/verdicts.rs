@@ -308,6 +308,22 @@ async fn decide_secrets(
             TicketStatus::Approved
                 if review.and_then(|r| r.expires_at).is_some_and(|t| t > now) =>
             {
+                // As for policy tickets: the approver may not use their own approval.
+                let by = review.map_or("", |r| r.by.as_str());
+                if is_party(by, &request.identity) {
+                    return Ok(Some(Outcome {
+                        verdict: RefVerdict::Deny {
+                            code: SELF_APPROVED_CODE.to_owned(),
+                            reason: one_line(&format!(
+                                "{} was approved by {by}, who may not approve their own push",
+                                ticket.id
+                            )),
+                        },
+                        rule: Some(SECRET_RULE.to_owned()),
+                        allow_reason: None,
+                        ticket: Some(ticket.id),
+                    }));
+                }
                 return Ok(None);
             }
             TicketStatus::Denied => {

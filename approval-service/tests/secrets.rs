@@ -218,6 +218,30 @@ async fn a_security_approval_does_not_stand_in_for_a_protected_branch_review() {
 }
 
 #[tokio::test]
+async fn a_security_reviewer_cannot_use_their_own_approval() {
+    let db = TestDatabase::sqlite();
+    let service = TestService::start(&db).await;
+    let held = service
+        .verdicts(&secret_push("r1", "refs/heads/feature", Some("fixture")))
+        .await;
+    let ticket = ticket_of(&held[0]);
+    let mut reviewer = security_reviewer(&service, "sam").await;
+    reviewer.approve(&ticket).await;
+
+    let mut own = push_many(
+        "r2",
+        json!({ "subject": "sam" }),
+        &[("refs/heads/feature", OLD, NEW)],
+    );
+    own["findings"] = findings();
+    own["bypass_reason"] = json!("fixture");
+    let verdicts = service.verdicts(&own).await;
+    assert_eq!(verdicts[0]["code"], "gitgate:deny:self-approved");
+    service.stop().await;
+    db.drop().await;
+}
+
+#[tokio::test]
 async fn a_security_denial_sticks() {
     let db = TestDatabase::sqlite();
     let service = TestService::start(&db).await;

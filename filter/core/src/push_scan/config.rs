@@ -389,6 +389,52 @@ mod tests {
         );
     }
 
+    fn gate_config(secrets: serde_json::Value) -> Result<GateConfig, ConfigError> {
+        GateConfig::from_value(serde_json::json!({
+            "approval": { "cluster": "gitgate_approval" },
+            "secrets": secrets,
+        }))
+    }
+
+    #[test]
+    fn the_plugin_configuration_names_the_bad_secrets_field() {
+        let error = gate_config(serde_json::json!({ "limits": { "on_limit": "maybe" } }))
+            .expect_err("refused");
+        assert_eq!(error.field, "secrets.limits.on_limit", "{error}");
+        let error = gate_config(serde_json::json!({ "enable": true })).expect_err("refused");
+        assert_eq!(error.field, "secrets.enable", "{error}");
+        let error = gate_config(serde_json::json!({ "limits": { "max_push_bytes": 0 } }))
+            .expect_err("refused");
+        assert_eq!(
+            error.to_string(),
+            "secrets.limits.max_push_bytes: must be at least 1"
+        );
+
+        // A pattern is only compiled with the rule set, once per VM; its error names the field.
+        let config = gate_config(serde_json::json!({
+            "rules": { "rules": [{ "id": "acme", "keywords": ["acme_"], "pattern": "(" }] }
+        }))
+        .expect("the section reads");
+        let error = SecretScanning::from_config(&config, None).expect_err("refused");
+        assert!(error.to_string().starts_with("secrets.rules: "), "{error}");
+
+        let off = gate_config(serde_json::json!({ "enabled": false })).expect("reads");
+        assert!(
+            SecretScanning::from_config(&off, None)
+                .expect("ok")
+                .is_none()
+        );
+        let on = GateConfig::from_value(serde_json::json!({
+            "approval": { "cluster": "gitgate_approval" }
+        }))
+        .expect("reads");
+        assert!(
+            SecretScanning::from_config(&on, None)
+                .expect("ok")
+                .is_some()
+        );
+    }
+
     #[test]
     fn bad_sections_name_their_field() {
         let section = SecretsSection {
