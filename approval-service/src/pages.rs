@@ -314,10 +314,16 @@ async fn decide(
     }
 }
 
+/// True when two subjects name the same person: the one comparison separation of duties uses,
+/// on the pages and when an approval is used (`verdicts`).
+pub(crate) fn same_person(a: &str, b: &str) -> bool {
+    a.to_lowercase() == b.to_lowercase()
+}
+
 /// Separation of duties and the approver group, as one check for the page and the forms.
 fn may_decide(session: &Session, ticket: &Ticket) -> Result<(), AppError> {
-    let me = session.subject.to_lowercase();
-    if ticket.pusher.subject.to_lowercase() == me {
+    let me = session.subject.as_str();
+    if same_person(&ticket.pusher.subject, me) {
         return Err(AppError::SeparationOfDuties {
             message: format!(
                 "You pushed this update as {}; another reviewer must decide it",
@@ -329,7 +335,7 @@ fn may_decide(session: &Session, ticket: &Ticket) -> Result<(), AppError> {
         .pusher
         .acting_for
         .as_deref()
-        .is_some_and(|person| person.to_lowercase() == me)
+        .is_some_and(|person| same_person(person, me))
     {
         return Err(AppError::SeparationOfDuties {
             message: format!(

@@ -37,12 +37,12 @@ pub const REVIEWER_DENIED_CODE: &str = "gitgate:deny:reviewer-denied";
 /// The code of an update whose approval was given by the pusher or the person it acts for.
 pub const SELF_APPROVED_CODE: &str = "gitgate:deny:self-approved";
 
-/// True when `reviewer` is the pusher or the person the pusher acts for (names compare
-/// case-insensitively, as on the pages).
+/// True when `reviewer` is the pusher or the person the pusher acts for, compared as the pages
+/// compare them.
 fn is_party(reviewer: &str, identity: &gitgate_core::api::Identity) -> bool {
     std::iter::once(identity.subject.as_str())
         .chain(identity.acting_for.as_deref())
-        .any(|name| name.eq_ignore_ascii_case(reviewer))
+        .any(|name| crate::pages::same_person(name, reviewer))
 }
 
 /// The most updates one request may carry; a push with more is refused as malformed.
