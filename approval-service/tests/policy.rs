@@ -176,6 +176,7 @@ fn rules_match_in_order_and_the_first_match_wins() {
             acting_for: case.acting_for.map(str::to_owned),
             groups: case.groups.iter().map(|g| (*g).to_owned()).collect(),
             token_id: None,
+            session: None,
         };
         let input = Input {
             repository: case.repository,

@@ -19,6 +19,12 @@ use serde::{Deserialize, Serialize};
 /// The path of the verdict endpoint on the approval service.
 pub const VERDICTS_PATH: &str = "/v1/verdicts";
 
+/// The path where the filter waits for the decision on a held push that is still open.
+pub const HOLD_WAIT_PATH: &str = "/v1/holds/wait";
+
+/// The path where the filter delivers its per-request audit events.
+pub const EVENTS_PATH: &str = "/v1/events";
+
 /// Who is asking, as the filter read it from the validated token's claims.
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Identity {
@@ -36,6 +42,10 @@ pub struct Identity {
     /// The token id (`jti`), when present.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub token_id: Option<String>,
+    /// The session the token belongs to (the configured session claim), when present.
+    /// Audit events are grouped by this, or by `token_id` when it is absent.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub session: Option<String>,
 }
 
 /// What a ref update does, derived from which side of it is the zero id.
@@ -101,6 +111,221 @@ pub struct VerdictRequest {
     /// Why the pusher wants the secrets let through (`git push -o gitgate.bypass=<why>`).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub bypass_reason: Option<String>,
+    /// What the pack carries, when the filter read it before asking (bypass pushes).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub pack: Option<PackSummary>,
+}
+
+/// What a pushed pack carries, as the filter read it while it streamed by.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct PackSummary {
+    /// Entries in the pack header.
+    pub objects: u64,
+    /// Bytes of pack data, header to trailer.
+    pub bytes: u64,
+    /// Entries per kind: commits, trees, blobs, tags, and deltas whose kind was not resolved.
+    #[serde(default)]
+    pub commits_count: u64,
+    #[serde(default)]
+    pub trees: u64,
+    #[serde(default)]
+    pub blobs: u64,
+    #[serde(default)]
+    pub tags: u64,
+    #[serde(default)]
+    pub unresolved_deltas: u64,
+    /// The commits the pack introduces, in pack order, at most the configured number.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub commits: Vec<CommitSummary>,
+    /// True when more commits were read than `commits` holds.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub commits_truncated: bool,
+}
+
+/// One commit read from a pushed pack.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct CommitSummary {
+    /// The commit's object id in hex.
+    pub id: String,
+    /// Parent ids in hex, in order.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub parents: Vec<String>,
+    /// `Name <email>` of the author, as the commit says (unverified).
+    #[serde(default)]
+    pub author: String,
+    /// Author time, seconds since the epoch, when the header parses.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub author_time: Option<i64>,
+    /// The first line of the message, at most 200 characters.
+    #[serde(default)]
+    pub subject: String,
+}
+
+/// The filter's long poll on a held push that is still open: "tell me when these tickets are
+/// decided, or after `wait_ms`". Sent once the whole pack was read (its end withheld), so
+/// `pack` is complete; the service attaches it to the tickets for the reviewer.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct HoldWaitRequest {
+    /// The push's request id, as in the verdict request.
+    pub request_id: String,
+    /// The repository, as in the verdict request.
+    pub repository: String,
+    /// The tickets of the held updates, in update order, without repeats.
+    pub tickets: Vec<String>,
+    /// The longest the service may keep the request open before answering `pending`.
+    pub wait_ms: u64,
+    /// What the pack carries.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub pack: Option<PackSummary>,
+}
+
+/// Where a ticket stands.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum TicketState {
+    /// No decision yet (or not enough approvals yet).
+    Pending,
+    /// Approved: the update may go through.
+    Approved,
+    /// Denied by a reviewer.
+    Denied,
+    /// Expired or otherwise no longer decidable.
+    Expired,
+}
+
+/// One ticket's state in a [`HoldWaitResponse`].
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct TicketStatus {
+    /// The ticket id.
+    pub ticket: String,
+    /// Where it stands.
+    pub state: TicketState,
+    /// The reviewers who decided it, in order.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub decided_by: Vec<String>,
+    /// The reviewer's reason (required for a denial), one line.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub reason: Option<String>,
+}
+
+/// The service's answer to a [`HoldWaitRequest`]: one status per ticket, in request order.
+/// It answers as soon as every ticket is approved or any is denied or expired, else when
+/// `wait_ms` has passed (with the pending ones still `pending`).
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct HoldWaitResponse {
+    /// One status per requested ticket.
+    pub tickets: Vec<TicketStatus>,
+}
+
+/// A batch of audit events from one filter worker (`POST /v1/events`).
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct EventBatch {
+    /// Events in the order their requests ended on that worker.
+    pub events: Vec<GateEvent>,
+    /// Read events this worker dropped since its previous batch because its queue was full.
+    #[serde(default)]
+    pub dropped_reads: u64,
+}
+
+/// Whether a request could change the repository.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum EventKind {
+    /// receive-pack: never dropped, retried until stored.
+    Write,
+    /// Everything else: recorded through a bounded queue; drops are counted.
+    Read,
+}
+
+/// What happened to one request through the gate: who, what, the pack, the verdicts, what the
+/// upstream did and what the client was shown (masked). Never a secret's value.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct GateEvent {
+    /// Envoy's request id (also in its access log).
+    pub request_id: String,
+    /// Read or write.
+    pub kind: Option<EventKind>,
+    /// When the request's headers arrived, milliseconds since the epoch (Envoy's clock).
+    pub started_ms: u64,
+    /// From the request's headers to its end, in milliseconds.
+    pub duration_ms: u64,
+    /// Who asked; `None` when there was no valid token (the request was refused before).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub identity: Option<Identity>,
+    /// The repository, when the path names one.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub repository: Option<String>,
+    /// `info-refs`, `upload-pack`, `receive-pack`, or `other`.
+    pub service: String,
+    /// For `info-refs`, the service it advertises (`git-upload-pack`, `git-receive-pack`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub advertised_service: Option<String>,
+    /// The Git protocol version the client asked for (`Git-Protocol: version=2`), 0 if none.
+    #[serde(default)]
+    pub protocol_version: u8,
+    /// The request method and path (query string without credentials).
+    pub method: String,
+    pub path: String,
+    /// Refs requested (ls-refs prefixes, want-ref) or advertised (info/refs, ls-refs output),
+    /// at most the configured number.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub refs: Vec<String>,
+    /// Object ids the client wanted (fetch), at most the configured number.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub wants: Vec<String>,
+    /// Ref updates (push).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub updates: Vec<RefUpdate>,
+    /// Push options (push).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub push_options: Vec<String>,
+    /// The pack pushed (push) or sent back (fetch), as far as it was read.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub pack: Option<PackSummary>,
+    /// One verdict per update (push), as the service gave it, or as the filter decided when
+    /// the service failed.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub verdicts: Vec<RefVerdict>,
+    /// The filter's decision label (`forwarded`, `refused:...`, ...), as in the access log.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub decision: Option<String>,
+    /// The upstream's per-ref outcome from its report-status (push).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub upstream: Vec<RefOutcome>,
+    /// Secrets found in the pushed or fetched objects (rule, place, fingerprint; no value).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub findings: Vec<SecretFinding>,
+    /// Lines the client was shown (side-band 2/3 text, `ERR`, report-status reasons), after
+    /// masking, at most the configured number of bytes.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub shown: Vec<String>,
+    /// Final HTTP status sent to the client, if any.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub status: Option<u16>,
+    /// Request body bytes received from the client, response body bytes sent to it.
+    #[serde(default)]
+    pub bytes_in: u64,
+    #[serde(default)]
+    pub bytes_out: u64,
+    /// Secret values masked in the response.
+    #[serde(default)]
+    pub masked: u64,
+    /// Anything the filter could not record in full (lists cut, parse errors), one line each.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub notes: Vec<String>,
+}
+
+/// The upstream's answer for one ref, from its report-status.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct RefOutcome {
+    /// The ref name.
+    #[serde(rename = "ref")]
+    pub refname: String,
+    /// True for `ok`, false for `ng`.
+    pub ok: bool,
+    /// The `ng` reason, or `None`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub reason: Option<String>,
 }
 
 /// One secret found in a pushed object, as the verdict protocol carries it: where it is and

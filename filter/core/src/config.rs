@@ -116,6 +116,8 @@ pub struct IdentityConfig {
     pub groups_claim: String,
     /// Claim holding the token id.
     pub token_id_claim: String,
+    /// Claim holding the session id; events without it are grouped by token id.
+    pub session_claim: String,
     /// Dynamic metadata namespace written by jwt_authn.
     pub metadata_namespace: String,
     /// Key of the payload inside that namespace (`payload_in_metadata`).
@@ -130,6 +132,7 @@ impl Default for IdentityConfig {
             acting_for_claim: "act_for".into(),
             groups_claim: "groups".into(),
             token_id_claim: "jti".into(),
+            session_claim: "sid".into(),
             metadata_namespace: "envoy.filters.http.jwt_authn".into(),
             payload_key: "jwt_payload".into(),
         }

@@ -480,6 +480,7 @@ impl PushGate {
             updates,
             findings: Vec::new(),
             bypass_reason: None,
+            pack: None,
         };
         if matches!(self.bypass, Bypass::Reason(_)) && matches!(self.inspect, Inspect::Scan(_)) {
             // A bypass is decided on the findings, which are only known at the end of the pack.

@@ -616,5 +616,6 @@ fn read_identity(config: &GateConfig) -> Option<Identity> {
             .map(|v| pairs::string_list_claim(&v))
             .unwrap_or_default(),
         token_id: claim(&identity.token_id_claim).and_then(|v| pairs::string_value(&v)),
+        session: claim(&identity.session_claim).and_then(|v| pairs::string_value(&v)),
     })
 }
