@@ -29,6 +29,8 @@
 
 pub mod allow;
 pub mod config;
+#[cfg(feature = "fake")]
+pub mod fake;
 pub mod fingerprint;
 pub mod rule;
 pub mod rules;
