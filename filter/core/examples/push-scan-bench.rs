@@ -33,6 +33,7 @@ use gitgate_core::pack_objects::{ObjectChunk, ObjectSink, PackReader};
 use gitgate_core::push_scan::{PushScan, SecretScanning};
 use gitgate_core::receive_pack::ObjectFormat;
 use gitgate_scan::RuleSet;
+use gitgate_scan::fake::{self, FakeRng};
 use sha1::{Digest, Sha1};
 
 /// Slice size fed to the readers: Envoy's body chunks on HTTP/1.1.
@@ -70,28 +71,17 @@ fn args() -> Args {
     args
 }
 
-/// SplitMix64: cheap, seeded, the same everywhere.
-struct Rng(u64);
-
-impl Rng {
-    fn next(&mut self) -> u64 {
-        self.0 = self.0.wrapping_add(0x9E37_79B9_7F4A_7C15);
-        let mut z = self.0;
-        z = (z ^ (z >> 30)).wrapping_mul(0xBF58_476D_1CE4_E5B9);
-        z = (z ^ (z >> 27)).wrapping_mul(0x94D0_49BB_1331_11EB);
-        z ^ (z >> 31)
-    }
-
-    fn fill(&mut self, out: &mut [u8]) {
-        for chunk in out.chunks_mut(8) {
-            let bytes = self.next().to_le_bytes();
-            chunk.copy_from_slice(&bytes[..chunk.len()]);
-        }
+/// Fills `out` with random bytes (the fake-credential generator's SplitMix64: seeded, the
+/// same everywhere).
+fn fill(rng: &mut FakeRng, out: &mut [u8]) {
+    for chunk in out.chunks_mut(8) {
+        let bytes = rng.next_u64().to_le_bytes();
+        chunk.copy_from_slice(&bytes[..chunk.len()]);
     }
 }
 
 /// Source-like text: identifiers, keywords, numbers and punctuation on short lines.
-fn text_blob(rng: &mut Rng, len: usize) -> Vec<u8> {
+fn text_blob(rng: &mut FakeRng, len: usize) -> Vec<u8> {
     const WORDS: [&str; 24] = [
         "let",
         "fn",
@@ -120,14 +110,14 @@ fn text_blob(rng: &mut Rng, len: usize) -> Vec<u8> {
     ];
     let mut out = Vec::with_capacity(len + 80);
     while out.len() < len {
-        let words = 3 + (rng.next() % 8) as usize;
+        let words = 3 + (rng.next_u64() % 8) as usize;
         out.extend_from_slice(b"    ");
         for _ in 0..words {
-            out.extend_from_slice(WORDS[(rng.next() % WORDS.len() as u64) as usize].as_bytes());
-            match rng.next() % 6 {
+            out.extend_from_slice(WORDS[(rng.next_u64() % WORDS.len() as u64) as usize].as_bytes());
+            match rng.next_u64() % 6 {
                 0 => out.extend_from_slice(b"("),
                 1 => out.extend_from_slice(b" = "),
-                2 => out.extend_from_slice(format!(" {} ", rng.next() % 10_000).as_bytes()),
+                2 => out.extend_from_slice(format!(" {} ", rng.next_u64() % 10_000).as_bytes()),
                 3 => out.extend_from_slice(b"."),
                 _ => out.push(b' '),
             }
@@ -139,29 +129,8 @@ fn text_blob(rng: &mut Rng, len: usize) -> Vec<u8> {
 }
 
 /// A fake GitHub classic token (valid checksum, never issued).
-fn fake_token(rng: &mut Rng) -> String {
-    const BASE62: &[u8; 62] = b"0123456789ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz";
-    let body: String = (0..30)
-        .map(|_| char::from(BASE62[(rng.next() % 62) as usize]))
-        .collect();
-    let mut crc: u32 = 0xFFFF_FFFF;
-    for &b in body.as_bytes() {
-        crc ^= u32::from(b);
-        for _ in 0..8 {
-            crc = if crc & 1 != 0 {
-                (crc >> 1) ^ 0xEDB8_8320
-            } else {
-                crc >> 1
-            };
-        }
-    }
-    let mut value = !crc;
-    let mut sum = [b'0'; 6];
-    for slot in sum.iter_mut().rev() {
-        *slot = BASE62[(value % 62) as usize];
-        value /= 62;
-    }
-    format!("ghp_{body}{}", String::from_utf8_lossy(&sum))
+fn fake_token(rng: &mut FakeRng) -> String {
+    fake::github_classic(rng)
 }
 
 /// Appends one blob entry (gitformat-pack: type 3, size varint, zlib stream).
@@ -203,7 +172,7 @@ fn source_files(dir: &std::path::Path, budget: &mut usize, out: &mut Vec<Vec<u8>
 }
 
 fn make_pack(kind: &str, mb: usize, source: Option<&str>) -> (Vec<u8>, u64) {
-    let mut rng = Rng(42);
+    let mut rng = FakeRng::new(42);
     if kind == "source" {
         let mut files = Vec::new();
         let mut budget = mb * 1_000_000;
@@ -240,7 +209,7 @@ fn make_pack(kind: &str, mb: usize, source: Option<&str>) -> (Vec<u8>, u64) {
             "text" => text_blob(&mut rng, blob_len),
             _ => {
                 let mut data = vec![0u8; blob_len];
-                rng.fill(&mut data);
+                fill(&mut rng, &mut data);
                 data
             }
         };

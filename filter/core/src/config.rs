@@ -4,10 +4,12 @@
 //!
 //! ```yaml
 //! approval: { cluster: gitgate_approval, authority: gitgate-approval, timeout_ms: 5000,
-//!             failure_mode: closed }
-//! gate: { path_prefix: /, repositories: ["**"] }
+//!             failure_mode: closed, hold_window_ms: 60000,
+//!             token: { env: GITGATE_FILTER_TOKEN, missing: error } }  # see crate::service_token
+//! gate: { path_prefix: /, repositories: ["**"], max_summary_commits: 1000 }
 //! identity: { subject_claim: sub, agent_claim: agent, acting_for_claim: act_for,
-//!             groups_claim: groups, token_id_claim: jti,
+//!             groups_claim: groups, token_id_claim: jti, session_claim: sid,
+//!             actor_claim: act,
 //!             metadata_namespace: envoy.filters.http.jwt_authn, payload_key: jwt_payload }
 //! masking: { enabled: true, paths: ["**"], compressed: withhold }   # see crate::mask::config
 //! scan: { disable: [generic-secret-unquoted] }                       # a gitgate-scan config
@@ -22,8 +24,9 @@ use std::fmt;
 
 use serde::{Deserialize, Serialize};
 
+use crate::api::Identity;
 use crate::glob::RepoGlob;
-use crate::request;
+use crate::{pairs, request};
 
 /// The longest callout timeout accepted, in milliseconds.
 pub const MAX_TIMEOUT_MS: u64 = 60_000;
@@ -62,6 +65,14 @@ pub struct FilterConfig {
     /// [`crate::push_scan::config`]).
     #[serde(default)]
     pub secrets: crate::push_scan::SecretsSection,
+    /// The audit record: whether every request's event is sent, queue bounds and list caps
+    /// (see [`crate::audit::config`]).
+    #[serde(default)]
+    pub audit: crate::audit::AuditSection,
+    /// What a fetch whose pack carries a secret gets: passed with an audit record, or refused
+    /// for chosen identities (see [`crate::fetch_scan::config`]).
+    #[serde(default)]
+    pub fetch: crate::fetch_scan::config::FetchSection,
 }
 
 /// The `approval` section.
@@ -79,6 +90,31 @@ pub struct ApprovalConfig {
     /// Refuse (closed) or forward (open) pushes when the service fails.
     #[serde(default)]
     pub failure_mode: FailureMode,
+    /// Hold and forward: how long a held push that is still open waits for a reviewer, in
+    /// milliseconds, with the end of its pack withheld; 0 turns it off (a held push is refused
+    /// at once). 0..=[`MAX_HOLD_WINDOW_MS`], default [`DEFAULT_HOLD_WINDOW_MS`].
+    #[serde(default = "default_hold_window_ms")]
+    pub hold_window_ms: u64,
+    /// The shared secret sent on every callout, named by an environment variable (see
+    /// [`crate::service_token`]).
+    #[serde(default)]
+    pub token: crate::service_token::TokenSection,
+}
+
+/// Default for [`ApprovalConfig::hold_window_ms`]: one minute. Long enough for a reviewer who
+/// is watching (a chat notification, a click) to release the push; short enough that an agent
+/// whose push nobody is watching learns within a minute that it is held, and that the push's
+/// stream, its connection to the Git server and the Git server's half-received pack are not
+/// kept open long. The pusher's terminal shows nothing while it waits (see SHORTCOMINGS.md).
+pub const DEFAULT_HOLD_WINDOW_MS: u64 = 60_000;
+
+/// The longest hold window accepted: five minutes, the approval service's own cap on a wait
+/// (`hold_wait_max`), and a twelfth of the shipped configurations' `stream_idle_timeout`
+/// (3600 s), which a held push must stay well under since nothing moves on it while it waits.
+pub const MAX_HOLD_WINDOW_MS: u64 = 300_000;
+
+fn default_hold_window_ms() -> u64 {
+    DEFAULT_HOLD_WINDOW_MS
 }
 
 /// The `gate` section.
@@ -91,6 +127,10 @@ pub struct GateSection {
     /// Globs of gated repository paths (see [`crate::glob`]).
     #[serde(default = "default_repositories")]
     pub repositories: Vec<String>,
+    /// Commits kept at most in a push's pack summary (for the reviewer and the audit record);
+    /// past it the summary says it was cut. 0..=100000.
+    #[serde(default = "default_max_summary_commits")]
+    pub max_summary_commits: u32,
 }
 
 impl Default for GateSection {
@@ -98,8 +138,13 @@ impl Default for GateSection {
         GateSection {
             path_prefix: default_path_prefix(),
             repositories: default_repositories(),
+            max_summary_commits: default_max_summary_commits(),
         }
     }
+}
+
+fn default_max_summary_commits() -> u32 {
+    crate::push_scan::summary::DEFAULT_MAX_SUMMARY_COMMITS
 }
 
 /// The `identity` section: claim names and where jwt_authn stores the payload.
@@ -118,6 +163,10 @@ pub struct IdentityConfig {
     pub token_id_claim: String,
     /// Claim holding the session id; events without it are grouped by token id.
     pub session_claim: String,
+    /// Claim holding the RFC 8693 actor (`{"act": {"sub": "<agent>"}}`): when the token has
+    /// `<actor_claim>.sub`, that is the subject (an agent) and the token's subject is the person
+    /// it acts for, whatever `agent_claim` and `acting_for_claim` say.
+    pub actor_claim: String,
     /// Dynamic metadata namespace written by jwt_authn.
     pub metadata_namespace: String,
     /// Key of the payload inside that namespace (`payload_in_metadata`).
@@ -133,9 +182,50 @@ impl Default for IdentityConfig {
             groups_claim: "groups".into(),
             token_id_claim: "jti".into(),
             session_claim: "sid".into(),
+            actor_claim: "act".into(),
             metadata_namespace: "envoy.filters.http.jwt_authn".into(),
             payload_key: "jwt_payload".into(),
         }
+    }
+}
+
+/// The member of an RFC 8693 `act` claim that names the actor (RFC 8693 §4.1).
+pub const ACTOR_SUBJECT: &str = "sub";
+
+impl IdentityConfig {
+    /// Who is asking, from the validated token's claims; `None` without a subject.
+    ///
+    /// `claim` reads one claim by its path in the payload (`["sub"]`, `["act", "sub"]`) and
+    /// returns the leaf's bytes as `get_property` gives them (envoy-wasm.md §4): a nested claim
+    /// is read by its own leaf path rather than by decoding the whole struct.
+    ///
+    /// With an actor (`<actor_claim>.sub`, RFC 8693 §4.1) the actor is the subject and an agent,
+    /// and the token's `sub` is the person it acts for; a nested `act` inside it (earlier actors
+    /// of a delegation chain) is not read. Without one, the flat claims apply.
+    pub fn identity(&self, claim: &dyn Fn(&[&str]) -> Option<Vec<u8>>) -> Option<Identity> {
+        let text = |path: &[&str]| claim(path).and_then(|v| pairs::string_value(&v));
+        let subject = text(&[&self.subject_claim])?;
+        let actor = text(&[&self.actor_claim, ACTOR_SUBJECT]);
+        let (subject, agent, acting_for) = match actor {
+            Some(actor) => (actor, true, Some(subject)),
+            None => (
+                subject,
+                claim(&[&self.agent_claim])
+                    .and_then(|v| pairs::bool_value(&v))
+                    .unwrap_or(false),
+                text(&[&self.acting_for_claim]),
+            ),
+        };
+        Some(Identity {
+            subject,
+            agent,
+            acting_for,
+            groups: claim(&[&self.groups_claim])
+                .map(|v| pairs::string_list_claim(&v))
+                .unwrap_or_default(),
+            token_id: text(&[&self.token_id_claim]),
+            session: text(&[&self.session_claim]),
+        })
     }
 }
 
@@ -215,6 +305,12 @@ impl GateConfig {
                 format!("must be between 1 and {MAX_TIMEOUT_MS}"),
             ));
         }
+        if approval.hold_window_ms > MAX_HOLD_WINDOW_MS {
+            return Err(ConfigError::new(
+                "approval.hold_window_ms",
+                format!("must be at most {MAX_HOLD_WINDOW_MS} (0 turns hold and forward off)"),
+            ));
+        }
         let prefix = &config.gate.path_prefix;
         if !prefix.starts_with('/') {
             return Err(ConfigError::new("gate.path_prefix", "must start with /"));
@@ -238,6 +334,13 @@ impl GateConfig {
                 })
             })
             .collect::<Result<Vec<_>, _>>()?;
+        let max_commits = crate::push_scan::summary::MAX_SUMMARY_COMMITS;
+        if config.gate.max_summary_commits > max_commits {
+            return Err(ConfigError::new(
+                "gate.max_summary_commits",
+                format!("must be at most {max_commits}"),
+            ));
+        }
         let identity = &config.identity;
         for (field, value) in [
             ("identity.subject_claim", &identity.subject_claim),
@@ -245,6 +348,7 @@ impl GateConfig {
             ("identity.acting_for_claim", &identity.acting_for_claim),
             ("identity.groups_claim", &identity.groups_claim),
             ("identity.token_id_claim", &identity.token_id_claim),
+            ("identity.actor_claim", &identity.actor_claim),
             ("identity.metadata_namespace", &identity.metadata_namespace),
             ("identity.payload_key", &identity.payload_key),
         ] {
@@ -255,6 +359,8 @@ impl GateConfig {
         crate::mask::config::check(&config.masking)?;
         crate::mask::scan_config(&config.scan)?;
         crate::push_scan::config::check(&config.secrets)?;
+        crate::audit::config::check(&config.audit)?;
+        crate::service_token::check(&config.approval.token)?;
         Ok(GateConfig {
             config,
             path_prefix,
@@ -362,6 +468,20 @@ mod tests {
     }
 
     #[test]
+    fn the_hold_window_defaults_to_a_minute_and_is_bounded() {
+        let config = parse(json!({"approval": {"cluster": "c"}})).expect("valid");
+        assert_eq!(
+            config.config.approval.hold_window_ms,
+            DEFAULT_HOLD_WINDOW_MS
+        );
+        let off = parse(json!({"approval": {"cluster": "c", "hold_window_ms": 0}})).expect("valid");
+        assert_eq!(off.config.approval.hold_window_ms, 0);
+        let err = parse(json!({"approval": {"cluster": "c", "hold_window_ms": 300_001}}))
+            .expect_err("invalid");
+        assert_eq!(err.field, "approval.hold_window_ms");
+    }
+
+    #[test]
     fn the_timeout_must_be_in_range() {
         for timeout in [0, 60_001] {
             let err = parse(json!({"approval": {"cluster": "c", "timeout_ms": timeout}}))
@@ -399,6 +519,83 @@ mod tests {
         let err = parse(json!({"approval": {"cluster": "c"}, "gate": {"path_prefix": "git"}}))
             .expect_err("invalid");
         assert_eq!(err.to_string(), "gate.path_prefix: must start with /");
+    }
+
+    /// A claim reader over a JSON payload, answering leaf paths as Envoy does: strings as
+    /// their bytes, bools as one byte, lists in the pairs encoding; nothing for a struct.
+    fn claims(payload: serde_json::Value) -> impl Fn(&[&str]) -> Option<Vec<u8>> {
+        move |path: &[&str]| {
+            let mut value = &payload;
+            for name in path {
+                value = value.get(name)?;
+            }
+            match value {
+                serde_json::Value::String(s) => Some(s.as_bytes().to_vec()),
+                serde_json::Value::Bool(b) => Some(vec![u8::from(*b)]),
+                serde_json::Value::Array(items) => {
+                    let items: Vec<&str> = items.iter().filter_map(|i| i.as_str()).collect();
+                    let list: Vec<(&[u8], &[u8])> =
+                        items.iter().map(|i| (i.as_bytes(), &b""[..])).collect();
+                    Some(pairs::encode(&list))
+                }
+                _ => None,
+            }
+        }
+    }
+
+    #[test]
+    fn an_rfc_8693_actor_is_the_subject_acting_for_the_tokens_subject() {
+        let identity = IdentityConfig::default();
+        let token = claims(json!({
+            "sub": "alice", "act": {"sub": "agent-7", "act": {"sub": "ci"}},
+            "agent": false, "act_for": "mallory", "groups": ["dev"], "jti": "t-1", "sid": "s-1"
+        }));
+        let who = identity.identity(&token).expect("a subject");
+        assert_eq!(who.subject, "agent-7");
+        assert!(who.agent);
+        assert_eq!(who.acting_for.as_deref(), Some("alice"));
+        assert_eq!(who.groups, ["dev"]);
+        assert_eq!(who.token_id.as_deref(), Some("t-1"));
+        assert_eq!(who.session.as_deref(), Some("s-1"));
+    }
+
+    #[test]
+    fn without_an_actor_the_flat_claims_apply() {
+        let identity = IdentityConfig::default();
+        let token = claims(json!({"sub": "agent-7", "agent": true, "act_for": "alice"}));
+        let who = identity.identity(&token).expect("a subject");
+        assert_eq!((who.subject.as_str(), who.agent), ("agent-7", true));
+        assert_eq!(who.acting_for.as_deref(), Some("alice"));
+
+        let person = identity
+            .identity(&claims(json!({"sub": "bob"})))
+            .expect("a subject");
+        assert_eq!((person.subject.as_str(), person.agent), ("bob", false));
+        assert_eq!(person.acting_for, None);
+
+        // An `act` without a `sub` names no actor.
+        let odd = identity
+            .identity(&claims(json!({"sub": "bob", "act": {"iss": "x"}})))
+            .expect("a subject");
+        assert_eq!((odd.subject.as_str(), odd.agent), ("bob", false));
+        assert!(
+            identity
+                .identity(&claims(json!({"act": {"sub": "a"}})))
+                .is_none()
+        );
+    }
+
+    #[test]
+    fn the_actor_claim_is_configurable() {
+        let config =
+            parse(json!({"approval": {"cluster": "c"}, "identity": {"actor_claim": "may_act"}}))
+                .expect("valid");
+        let token = claims(json!({"sub": "alice", "act": {"sub": "x"}, "may_act": {"sub": "y"}}));
+        let who = config.config.identity.identity(&token).expect("a subject");
+        assert_eq!(who.subject, "y");
+        let err = parse(json!({"approval": {"cluster": "c"}, "identity": {"actor_claim": ""}}))
+            .expect_err("invalid");
+        assert_eq!(err.field, "identity.actor_claim");
     }
 
     #[test]

@@ -9,7 +9,9 @@
 
 use thiserror::Error;
 
-use crate::api::{RefUpdate, RefVerdict, VerdictResponse};
+use crate::api::{
+    HoldWaitResponse, RefUpdate, RefVerdict, TicketState, TicketStatus, VerdictResponse,
+};
 use crate::config::FailureMode;
 use crate::reason::{self, Reason};
 use crate::report::RefRefusal;
@@ -164,6 +166,20 @@ pub fn from_callout(
     from_verdicts(updates, &response.verdicts)
 }
 
+/// The verdicts of a `200` answer that parses, as the service gave them (for the record; the
+/// decision comes from [`from_callout`]).
+pub fn verdicts_of(result: CalloutResult<'_>) -> Option<Vec<RefVerdict>> {
+    match result {
+        CalloutResult::Response {
+            status: Some(200),
+            body,
+        } => serde_json::from_slice::<VerdictResponse>(body)
+            .ok()
+            .map(|r| r.verdicts),
+        _ => None,
+    }
+}
+
 /// Combines one verdict per update into the push's decision, checking the response first.
 pub fn from_verdicts(
     updates: &[RefUpdate],
@@ -236,6 +252,172 @@ pub fn from_verdicts(
         refs,
         info,
     }))
+}
+
+/// Code for a held push a reviewer denied while it was still open.
+pub const REVIEWER_DENIED: &str = "gitgate:deny:reviewer-denied";
+
+/// A push the service held (nothing denied) that waits, still open, for its reviewers.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Hold {
+    /// The tickets to wait on, in update order, without repeats.
+    pub tickets: Vec<String>,
+    /// The ticket of each update (`None` for an allowed one), in update order.
+    pub per_update: Vec<Option<String>>,
+    /// The answer when no decision comes in time: the hold refusal, as without a window.
+    pub refusal: Refusal,
+}
+
+impl Hold {
+    /// The hold of a push whose verdicts are `verdicts` and whose decision is `refusal`:
+    /// `None` unless at least one update is held and none is denied.
+    pub fn of(verdicts: &[RefVerdict], refusal: &Refusal) -> Option<Hold> {
+        if verdicts
+            .iter()
+            .any(|v| matches!(v, RefVerdict::Deny { .. }))
+        {
+            return None;
+        }
+        let per_update: Vec<Option<String>> = verdicts
+            .iter()
+            .map(|v| match v {
+                RefVerdict::Hold { ticket, .. } => Some(reason::one_line(ticket, MAX_SERVICE_TEXT)),
+                RefVerdict::Allow | RefVerdict::Deny { .. } => None,
+            })
+            .collect();
+        let mut tickets: Vec<String> = Vec::new();
+        for ticket in per_update.iter().flatten() {
+            if !tickets.contains(ticket) {
+                tickets.push(ticket.clone());
+            }
+        }
+        (!tickets.is_empty()).then(|| Hold {
+            tickets,
+            per_update,
+            refusal: refusal.clone(),
+        })
+    }
+}
+
+/// How the wait for the reviewers of an open held push ended.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum WaitOutcome {
+    /// Every ticket was approved: forward the push, showing these lines first.
+    Approved {
+        /// `gitgate: <ticket> approved by <who>`, one per ticket.
+        notice: Vec<String>,
+    },
+    /// A reviewer denied a ticket: refuse with their reason.
+    Denied(Refusal),
+    /// No decision in time (pending or expired), or the wait failed: the hold refusal, with a
+    /// line saying why it was not released.
+    Undecided(Refusal),
+}
+
+/// Turns the answer to `POST /v1/holds/wait` into how the wait ended. Anything but a `200`
+/// answer with one status per ticket, in order, counts as no decision: a hold is released
+/// only on an answer that names every ticket approved.
+pub fn from_hold_wait(
+    hold: &Hold,
+    updates: &[RefUpdate],
+    waited_ms: u64,
+    result: CalloutResult<'_>,
+) -> WaitOutcome {
+    let undecided = |why: String| {
+        let mut refusal = hold.refusal.clone();
+        refusal.info.push(why);
+        WaitOutcome::Undecided(refusal)
+    };
+    let statuses = match result {
+        CalloutResult::Response {
+            status: Some(200),
+            body,
+        } => serde_json::from_slice::<HoldWaitResponse>(body)
+            .ok()
+            .map(|r| r.tickets)
+            .filter(|statuses| {
+                statuses.len() == hold.tickets.len()
+                    && statuses
+                        .iter()
+                        .zip(&hold.tickets)
+                        .all(|(s, t)| reason::one_line(&s.ticket, MAX_SERVICE_TEXT) == *t)
+            }),
+        _ => None,
+    };
+    let Some(statuses) = statuses else {
+        return undecided(
+            "gitgate: the approval service could not say whether it was decided in time; \
+             push again once it is approved"
+                .into(),
+        );
+    };
+    let who = |status: &TicketStatus| {
+        let names: Vec<String> = status
+            .decided_by
+            .iter()
+            .map(|n| reason::one_line(n, MAX_SERVICE_TEXT))
+            .filter(|n| !n.is_empty())
+            .collect();
+        if names.is_empty() {
+            "a reviewer".to_owned()
+        } else {
+            names.join(", ")
+        }
+    };
+
+    if let Some(denied) = statuses.iter().find(|s| s.state == TicketState::Denied) {
+        let ticket = reason::one_line(&denied.ticket, MAX_SERVICE_TEXT);
+        let text = denied
+            .reason
+            .as_deref()
+            .map(|r| reason::one_line(r, MAX_SERVICE_TEXT))
+            .unwrap_or_default();
+        let detail = if text.is_empty() {
+            format!("{} denied {ticket}", who(denied))
+        } else {
+            format!("{} denied {ticket}: {text}", who(denied))
+        };
+        let mut refs = Vec::with_capacity(updates.len());
+        let mut info = Vec::new();
+        for (update, held) in updates.iter().zip(&hold.per_update) {
+            let reason = if held.as_ref() == Some(&ticket) {
+                info.push(format!("gitgate: {} is denied: {detail}", update.refname));
+                Reason::new(REVIEWER_DENIED, &detail)
+            } else {
+                Reason::new(OTHER_REF_REFUSED, "(the push is refused as a whole)")
+            };
+            refs.push(RefRefusal {
+                refname: update.refname.clone(),
+                reason,
+            });
+        }
+        return WaitOutcome::Denied(Refusal {
+            code: REVIEWER_DENIED.to_owned(),
+            refs,
+            info,
+        });
+    }
+    if statuses.iter().all(|s| s.state == TicketState::Approved) {
+        let notice = statuses
+            .iter()
+            .map(|s| {
+                let ticket = reason::one_line(&s.ticket, MAX_SERVICE_TEXT);
+                format!("gitgate: {ticket} approved by {}", who(s))
+            })
+            .collect();
+        return WaitOutcome::Approved { notice };
+    }
+    if let Some(expired) = statuses.iter().find(|s| s.state == TicketState::Expired) {
+        let ticket = reason::one_line(&expired.ticket, MAX_SERVICE_TEXT);
+        return undecided(format!(
+            "gitgate: ticket {ticket} expired while the push waited; push again for a new one"
+        ));
+    }
+    let seconds = waited_ms.saturating_add(500) / 1000;
+    undecided(format!(
+        "gitgate: the push waited {seconds} s for a review while open; push again once it is \
+         approved"
+    ))
 }
 
 /// The decision when the service failed: refuse every ref, or forward under `open`.

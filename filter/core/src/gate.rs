@@ -24,18 +24,31 @@
 //! callout, held back until now, carries the findings and the service decides (it holds the
 //! push for the security reviewers). A scanning limit refuses or passes with an audit record,
 //! as configured; otherwise the service's verdict stands.
+//!
+//! Hold and forward ([`PushGate::hold_window`]): when the service holds a push and denies
+//! nothing, the push is not refused at once. The pack goes on being read (framed or scanned) to
+//! its end with its tail withheld; then the adapter sends the long poll
+//! ([`PushGate::hold_wait_request`]) and hands its answer to [`PushGate::on_hold_wait`]:
+//! every ticket approved releases the tail, and the approval is shown in front of the
+//! upstream's answer ([`PushGate::take_response_notice`]); a denial refuses with the reviewer's
+//! reason (`gitgate:deny:reviewer-denied`); anything else refuses with the hold message and the
+//! ticket URL, as without a window.
 
 use std::rc::Rc;
 
-use crate::api::{Identity, VerdictRequest, VerdictResponse};
+use crate::api::{
+    HoldWaitRequest, Identity, PackSummary, RefUpdate, RefVerdict, SecretFinding, VerdictRequest,
+    VerdictResponse,
+};
 use crate::config::FailureMode;
 use crate::decision::{
-    self, BAD_REQUEST, CalloutResult, Decision, INTERNAL, NO_IDENTITY, Refusal, ServiceFailure,
-    UNSUPPORTED_ENCODING,
+    self, BAD_REQUEST, CalloutResult, Decision, Hold, INTERNAL, NO_IDENTITY, Refusal,
+    ServiceFailure, UNSUPPORTED_ENCODING, WaitOutcome,
 };
 use crate::gzip::GzipSection;
-use crate::pack::PackFramer;
-use crate::push_scan::{self, Bypass, OnLimit, PushScan, ScanReport, SecretScanning};
+use crate::pack::{EntryCounts, PackFramer};
+use crate::push_scan::summary::DEFAULT_MAX_SUMMARY_COMMITS;
+use crate::push_scan::{self, Bypass, Clock, OnLimit, PushScan, ScanReport, SecretScanning};
 use crate::receive_pack::{CommandSection, Parser, Progress};
 use crate::report::{self, ReportMode};
 use crate::withhold::TailWithholder;
@@ -160,6 +173,14 @@ enum Verdict {
     Pending { updates: Vec<crate::api::RefUpdate> },
     /// Decided.
     Decided(Decision),
+    /// Held by the service (nothing denied) with the hold window on: the pack is read to its
+    /// end with its tail withheld, then the gate waits for the reviewers (hold and forward).
+    Holding {
+        hold: Box<Hold>,
+        /// When the wait was asked for (the clock's milliseconds, 0 without a clock); `None`
+        /// until then.
+        asked_at: Option<u64>,
+    },
 }
 
 /// The state of one push.
@@ -193,6 +214,29 @@ pub struct PushGate {
     findings_sent: bool,
     /// True when a scanning limit was passed by `on_limit: pass-with-audit`.
     limit_passed: bool,
+    /// The push's ref updates, once the command section is read.
+    updates: Vec<RefUpdate>,
+    /// The push options, once the command section is read.
+    push_options: Vec<String>,
+    /// The service's verdicts, when it gave a usable answer.
+    received_verdicts: Option<Vec<RefVerdict>>,
+    /// What the pack carries, once the walk of the pack ended.
+    pack_summary: Option<PackSummary>,
+    /// Commits kept at most in the pack summary.
+    summary_commits: u32,
+    /// The clock a scan's time limit is measured on; `None`: no time limit.
+    clock: Option<Clock>,
+    /// Absolute body offset of the pack, once the command section is read.
+    pack_start: Option<u64>,
+    /// What the framer walked (scanning off), as far as it went.
+    framed: Option<EntryCounts>,
+    /// How long an open held push waits for its reviewers, in ms; 0: hold and forward is off.
+    hold_window_ms: u64,
+    /// Lines to show in front of the upstream's answer (an approval given while the push was
+    /// open); taken once.
+    notice: Vec<String>,
+    /// True when a reviewer released the push while it was open.
+    released_in_window: bool,
 }
 
 impl PushGate {
@@ -217,6 +261,17 @@ impl PushGate {
             deferred: None,
             findings_sent: false,
             limit_passed: false,
+            updates: Vec::new(),
+            push_options: Vec::new(),
+            received_verdicts: None,
+            pack_summary: None,
+            summary_commits: DEFAULT_MAX_SUMMARY_COMMITS,
+            clock: None,
+            pack_start: None,
+            framed: None,
+            hold_window_ms: 0,
+            notice: Vec::new(),
+            released_in_window: false,
         };
         match encoding {
             BodyEncoding::Identity => {}
@@ -239,6 +294,27 @@ impl PushGate {
         self
     }
 
+    /// Keeps at most `max` commits in the pack summary (`gate.max_summary_commits`).
+    pub fn summary_commits(mut self, max: u32) -> PushGate {
+        self.summary_commits = max;
+        self
+    }
+
+    /// Measures the scan's time limit (`secrets.limits.max_scan_ms`) on `clock`, in
+    /// milliseconds. The adapter passes the host's clock; without one the scan has no time cap.
+    pub fn clock(mut self, clock: Clock) -> PushGate {
+        self.clock = Some(clock);
+        self
+    }
+
+    /// Turns hold and forward on (`approval.hold_window_ms`; 0 leaves it off): a push the
+    /// service holds, with nothing denied, keeps its pack's end withheld and waits up to
+    /// `window_ms` for the reviewers ([`PushGate::hold_wait_request`], [`PushGate::on_hold_wait`]).
+    pub fn hold_window(mut self, window_ms: u64) -> PushGate {
+        self.hold_window_ms = window_ms;
+        self
+    }
+
     /// Handles one body chunk. `dispatch` sends the verdict request and returns whether the
     /// callout was sent; it is called at most once per push.
     pub fn on_body(
@@ -258,6 +334,7 @@ impl PushGate {
             self.ended = true;
             self.finish_scan(dispatch);
             self.finish_body();
+            self.summarise_framed();
         }
 
         // While the pack is being scanned, an early "allow" does not release the tail.
@@ -291,6 +368,7 @@ impl PushGate {
         }
         let decision = match decision::from_callout(updates, result) {
             Ok(decision) => {
+                self.received_verdicts = decision::verdicts_of(result);
                 self.outcome = match &decision {
                     Decision::Forward => Outcome::Forwarded,
                     Decision::Refuse(refusal) => Outcome::Refused {
@@ -301,11 +379,21 @@ impl PushGate {
             }
             Err(failure) => self.failure_decision(&failure),
         };
+        let reviewed = findings_reviewed(result);
         let decision = if self.findings_sent {
-            self.review_decision(decision, findings_reviewed(result))
+            self.review_decision(decision, reviewed)
         } else {
             decision
         };
+        if let Some(hold) = self.hold_for(&decision, !self.findings_sent || reviewed) {
+            // The pack goes on being read (framed or scanned) with its tail withheld; once the
+            // body has ended the adapter asks for the wait.
+            self.verdict = Verdict::Holding {
+                hold: Box::new(hold),
+                asked_at: None,
+            };
+            return ResumeAction::Nothing;
+        }
         self.verdict = Verdict::Decided(decision);
         // The verdict is known: the pack needs no more framing (but a scan goes on to its end).
         if !matches!(self.inspect, Inspect::Scan(_)) {
@@ -318,6 +406,99 @@ impl PushGate {
             Verdict::Decided(Decision::Forward) => ResumeAction::Resume(self.tail.take()),
             _ => ResumeAction::Respond(self.answer()),
         }
+    }
+
+    /// The long poll to send now for an open held push (`POST /v1/holds/wait`), once: when the
+    /// service held it, the body has ended and the pack was read to its end (so the summary is
+    /// complete). `None` otherwise. The wait is [`PushGate::hold_window`] long from now.
+    pub fn hold_wait_request(&mut self) -> Option<HoldWaitRequest> {
+        if !self.ended || self.answered || matches!(self.inspect, Inspect::Scan(_)) {
+            return None;
+        }
+        let now = self.clock.as_ref().map_or(0, Clock::now_ms);
+        let Verdict::Holding { hold, asked_at } = &mut self.verdict else {
+            return None;
+        };
+        if asked_at.is_some() {
+            return None;
+        }
+        *asked_at = Some(now);
+        Some(HoldWaitRequest {
+            request_id: self.meta.request_id.clone(),
+            repository: self.meta.repository.clone(),
+            tickets: hold.tickets.clone(),
+            wait_ms: self.hold_window_ms,
+            pack: self.pack_summary.clone(),
+        })
+    }
+
+    /// Handles the answer to the hold wait (or [`CalloutResult::Failed`] when it could not be
+    /// sent): every ticket approved releases the withheld tail; a denial refuses with the
+    /// reviewer's reason; anything else refuses with the hold message, as without a window.
+    pub fn on_hold_wait(&mut self, result: CalloutResult<'_>) -> ResumeAction {
+        if self.answered {
+            return ResumeAction::Nothing;
+        }
+        let Verdict::Holding {
+            hold,
+            asked_at: Some(asked_at),
+        } = &self.verdict
+        else {
+            return ResumeAction::Nothing;
+        };
+        let waited = match &self.clock {
+            Some(clock) => clock.now_ms().saturating_sub(*asked_at),
+            None => self.hold_window_ms,
+        };
+        match decision::from_hold_wait(hold, &self.updates, waited, result) {
+            WaitOutcome::Approved { notice } => {
+                self.notice = notice;
+                self.released_in_window = true;
+                self.outcome = Outcome::Forwarded;
+                self.verdict = Verdict::Decided(Decision::Forward);
+                self.inspect = Inspect::Done;
+                ResumeAction::Resume(self.tail.take())
+            }
+            WaitOutcome::Denied(refusal) | WaitOutcome::Undecided(refusal) => {
+                self.refuse(refusal);
+                ResumeAction::Respond(self.answer())
+            }
+        }
+    }
+
+    /// The side-band-2 packets to put in front of the upstream's answer, once: the approval
+    /// given while the push was open (`gitgate: <ticket> approved by <who>`). Empty when there
+    /// is nothing to show or the client has no side band to show it on.
+    pub fn take_response_notice(&mut self) -> Vec<u8> {
+        let lines = std::mem::take(&mut self.notice);
+        if lines.is_empty() {
+            return Vec::new();
+        }
+        let mut lines = lines;
+        lines.push("gitgate: the push was held for review and released while it waited".into());
+        report::info_packets(self.mode, &lines)
+    }
+
+    /// True while a held push waits, open, for its reviewers (the pack's end withheld).
+    pub fn is_holding(&self) -> bool {
+        matches!(self.verdict, Verdict::Holding { .. }) && !self.answered
+    }
+
+    /// True when hold and forward is on for this push: the adapter then keeps the upstream's
+    /// answer free of a `content-length`, so a notice can go in front of it.
+    pub fn may_add_notice(&self) -> bool {
+        self.hold_window_ms > 0
+    }
+
+    /// Whether a refusal by `decision` is a hold to wait on while the push is open.
+    fn hold_for(&self, decision: &Decision, may_pass: bool) -> Option<Hold> {
+        if self.hold_window_ms == 0 || self.answered || !may_pass {
+            return None;
+        }
+        let Decision::Refuse(refusal) = decision else {
+            return None;
+        };
+        Hold::of(self.received_verdicts.as_deref()?, refusal)
     }
 
     /// Refuses the push because the adapter could not carry out a step (a host call failed);
@@ -369,12 +550,77 @@ impl PushGate {
 
     /// True while the end of the body has been seen and the verdict is pending.
     pub fn is_waiting(&self) -> bool {
-        self.ended && !self.answered && matches!(self.verdict, Verdict::Pending { .. })
+        self.ended
+            && !self.answered
+            && matches!(
+                self.verdict,
+                Verdict::Pending { .. } | Verdict::Holding { .. }
+            )
     }
 
     /// Body bytes received so far.
     pub fn received(&self) -> u64 {
         self.received
+    }
+
+    /// The push's ref updates in the order sent; empty until the command section is read.
+    pub fn updates(&self) -> &[RefUpdate] {
+        &self.updates
+    }
+
+    /// The push options (`git push -o`) in the order sent; empty until the command section
+    /// is read.
+    pub fn push_options(&self) -> &[String] {
+        &self.push_options
+    }
+
+    /// The masking of secrets in short strings, when scanning is on: for whatever else the
+    /// adapter records about the push (the report-status lines, the request's commands).
+    pub fn redactor(&self) -> Option<std::sync::Arc<push_scan::Redactor>> {
+        self.secrets
+            .as_ref()
+            .map(|s| std::sync::Arc::clone(s.redactor()))
+    }
+
+    /// One verdict per update: the service's, as it gave them, when it answered usefully;
+    /// otherwise the filter's own once it decided (every update `Allow` when it forwarded,
+    /// else a `Deny` carrying each ref's refusal code, which may then be a `gitgate:error:*`
+    /// or `gitgate:refused:*` code rather than a `gitgate:deny:*` one). Empty while undecided.
+    pub fn verdicts(&self) -> Vec<RefVerdict> {
+        if let Some(verdicts) = &self.received_verdicts {
+            return verdicts.clone();
+        }
+        match &self.verdict {
+            Verdict::Decided(Decision::Forward) => vec![RefVerdict::Allow; self.updates.len()],
+            Verdict::Decided(Decision::Refuse(refusal)) => refusal
+                .refs
+                .iter()
+                .map(|r| {
+                    let text = r.reason.as_str();
+                    let (code, reason) = text.split_once(' ').unwrap_or((text, ""));
+                    RefVerdict::Deny {
+                        code: code.to_owned(),
+                        reason: reason.to_owned(),
+                    }
+                })
+                .collect(),
+            Verdict::Open | Verdict::Pending { .. } | Verdict::Holding { .. } => Vec::new(),
+        }
+    }
+
+    /// The secrets the scan found, in the verdict protocol's redacted form (never a value);
+    /// empty until the pack was scanned to its end, or when scanning is off.
+    pub fn findings(&self) -> Vec<SecretFinding> {
+        self.scan_report
+            .as_ref()
+            .map(|r| r.findings.iter().map(|f| f.to_wire()).collect())
+            .unwrap_or_default()
+    }
+
+    /// What the pack carries, once its walk ended; `None` before, and for pushes without a
+    /// pack (see [`crate::push_scan::summary`] for what a walk without scanning leaves out).
+    pub fn pack_summary(&self) -> Option<PackSummary> {
+        self.pack_summary.clone()
     }
 
     fn inspect_chunk(
@@ -407,10 +653,14 @@ impl PushGate {
                 }
                 Err(err) => self.refuse_bad_request(section.parser(), &err.to_string()),
             },
-            Inspect::Pack(mut framer) => match framer.feed(chunk) {
-                Ok(()) => self.inspect = Inspect::Pack(framer),
-                Err(err) => self.refuse_unparsable(&err.to_string()),
-            },
+            Inspect::Pack(mut framer) => {
+                let fed = framer.feed(chunk);
+                self.framed = Some(framer.counts());
+                match fed {
+                    Ok(()) => self.inspect = Inspect::Pack(framer),
+                    Err(err) => self.refuse_unparsable(&err.to_string()),
+                }
+            }
             Inspect::Scan(mut scan) => match scan.feed(chunk) {
                 Ok(()) => self.inspect = Inspect::Scan(scan),
                 Err(err) => self.refuse_unparsable(&err.to_string()),
@@ -439,20 +689,33 @@ impl PushGate {
             self.inspect_chunk(rest, rest_start, dispatch);
             return;
         }
+        self.keep_for_records(&section);
+        if self.refuse_secret_in_commands(&section) {
+            return;
+        }
         let Some(identity) = self.meta.identity.clone() else {
             let refusal = Refusal::all(&self.refnames, NO_IDENTITY, "no identity on the request");
             self.refuse(refusal);
             return;
         };
 
+        if section.expects_pack() {
+            self.pack_start = Some(section.end_offset);
+        }
         self.inspect = match (&self.secrets, section.expects_pack()) {
             (Some(settings), true) => {
                 self.bypass = settings.bypass(&section.push_options);
-                Inspect::Scan(Box::new(PushScan::new(
+                let scan = PushScan::new(
                     Rc::clone(settings),
                     section.object_format,
                     section.end_offset,
-                )))
+                )
+                .summary_commits(self.summary_commits);
+                let scan = match &self.clock {
+                    Some(clock) => scan.clocked(clock.clone()),
+                    None => scan,
+                };
+                Inspect::Scan(Box::new(scan))
             }
             (None, true) => Inspect::Pack(Box::new(PackFramer::new(
                 section.object_format,
@@ -496,6 +759,45 @@ impl PushGate {
         }
     }
 
+    /// Keeps the section's updates and push options for the record ([`PushGate::updates`],
+    /// [`PushGate::push_options`]), with every secret in them masked when scanning is on.
+    fn keep_for_records(&mut self, section: &CommandSection) {
+        self.updates = section.ref_updates();
+        self.push_options = section.push_options.clone();
+        let Some(settings) = &self.secrets else {
+            return;
+        };
+        let redactor = settings.redactor();
+        for update in &mut self.updates {
+            update.refname = redactor.masked(&update.refname);
+        }
+        for option in &mut self.push_options {
+            *option = redactor.masked(option);
+        }
+    }
+
+    /// Refuses the push for every ref when a ref name, a push option or the push certificate
+    /// holds a secret. This comes before the callout: the request would carry the value to the
+    /// approval service (and its log and database), and an allowed push would create the ref
+    /// with it upstream. Returns whether the push was refused.
+    fn refuse_secret_in_commands(&mut self, section: &CommandSection) -> bool {
+        let Some(found) = self
+            .secrets
+            .as_ref()
+            .and_then(|s| s.redactor().command_secret(section))
+        else {
+            return false;
+        };
+        let place = found.place.describe();
+        let detail = format!("{} in {place} (the value is not shown)", found.rule);
+        let mut refusal = Refusal::all(&self.refnames, push_scan::report::SECRET_DETECTED, &detail);
+        refusal.info.push(format!(
+            "gitgate: remove the secret from {place} and push again; a bypass does not apply to it"
+        ));
+        self.refuse(refusal);
+        true
+    }
+
     /// The end of the body, for a push still without a callout.
     fn finish_body(&mut self) {
         if !matches!(self.verdict, Verdict::Open) {
@@ -528,6 +830,7 @@ impl PushGate {
             Ok(report) => report,
             Err(err) => return self.refuse_unparsable(&err.to_string()),
         };
+        self.pack_summary = Some(report.pack.clone());
         let Some(settings) = self.secrets.clone() else {
             return;
         };
@@ -561,6 +864,7 @@ impl PushGate {
         let request = self.deferred.take().map(|mut request| {
             request.findings = report.findings.iter().map(|f| f.to_wire()).collect();
             request.bypass_reason = bypass;
+            request.pack = Some(report.pack.clone());
             request
         });
         self.findings_sent = report.has_findings();
@@ -632,6 +936,11 @@ impl PushGate {
     /// when a scanning limit was passed by policy.
     pub fn decision_label(&self) -> String {
         let label = self.outcome.label();
+        let label = if self.released_in_window {
+            format!("{label}:approved-while-held")
+        } else {
+            label
+        };
         if self.limit_passed
             && matches!(
                 self.outcome,
@@ -666,6 +975,28 @@ impl PushGate {
                 .map(|hit| format!("scan limit: {}; {what}", hit.describe())),
         );
         lines
+    }
+
+    /// At the end of the body, the summary of a pack that was only framed (scanning off):
+    /// the header's entry count, the pack's bytes, and the stored kinds of the entries framed
+    /// before the verdict arrived (the framer stops then); no commits (see
+    /// [`crate::push_scan::summary`]).
+    fn summarise_framed(&mut self) {
+        let (Some(counts), Some(pack_start), None) =
+            (self.framed, self.pack_start, &self.pack_summary)
+        else {
+            return;
+        };
+        self.pack_summary = Some(PackSummary {
+            objects: counts.declared.map_or(0, u64::from),
+            bytes: self.received.saturating_sub(pack_start),
+            commits_count: counts.commits,
+            trees: counts.trees,
+            blobs: counts.blobs,
+            tags: counts.tags,
+            unresolved_deltas: counts.deltas,
+            ..PackSummary::default()
+        });
     }
 
     fn pass(&mut self, outcome: Outcome) {
@@ -750,7 +1081,7 @@ fn findings_reviewed(result: CalloutResult<'_>) -> bool {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::api::{RefVerdict, VerdictResponse};
+    use crate::api::{HoldWaitResponse, RefVerdict, TicketState, TicketStatus, VerdictResponse};
     use crate::pktline;
 
     const OLD: &str = "1111111111111111111111111111111111111111";
@@ -1163,6 +1494,254 @@ mod tests {
         assert!(gate.drains());
         gate.skipped(10);
         assert_eq!(gate.received(), 14);
+    }
+
+    fn hold_json(tickets: &[&str]) -> Vec<u8> {
+        let verdicts = tickets
+            .iter()
+            .map(|t| match *t {
+                "" => RefVerdict::Allow,
+                "deny" => RefVerdict::Deny {
+                    code: "gitgate:deny:x".into(),
+                    reason: "no".into(),
+                },
+                ticket => RefVerdict::Hold {
+                    code: "gitgate:hold:protected-branch".into(),
+                    ticket: ticket.into(),
+                    url: format!("http://approve/{ticket}"),
+                    reason: "needs review".into(),
+                },
+            })
+            .collect();
+        let response = VerdictResponse {
+            verdicts,
+            ..VerdictResponse::default()
+        };
+        serde_json::to_vec(&response).expect("json")
+    }
+
+    fn wait_json(statuses: &[(&str, TicketState, &str, Option<&str>)]) -> Vec<u8> {
+        let response = HoldWaitResponse {
+            tickets: statuses
+                .iter()
+                .map(|(ticket, state, who, reason)| TicketStatus {
+                    ticket: (*ticket).into(),
+                    state: *state,
+                    decided_by: if who.is_empty() {
+                        Vec::new()
+                    } else {
+                        vec![(*who).into()]
+                    },
+                    reason: reason.map(str::to_owned),
+                })
+                .collect(),
+        };
+        serde_json::to_vec(&response).expect("json")
+    }
+
+    /// A push of `body` through a gate with a hold window, held by the service after the end
+    /// of the body, with the wait asked for. Returns the gate and the bytes forwarded so far.
+    fn held_open(body: &[u8], verdicts: &[u8]) -> (PushGate, Vec<u8>) {
+        let mut gate =
+            PushGate::new(meta(), BodyEncoding::Identity, FailureMode::Closed).hold_window(5000);
+        let (forwarded, last, _) = run(&mut gate, body, 9);
+        assert_eq!(last, BodyAction::Wait);
+        assert_eq!(gate.on_callout(ok(verdicts)), ResumeAction::Nothing);
+        assert!(gate.is_holding() && gate.is_waiting());
+        (gate, forwarded)
+    }
+
+    #[test]
+    fn an_approval_while_the_push_is_open_releases_the_withheld_tail() {
+        let body = update_body();
+        let (mut gate, mut forwarded) = held_open(&body, &hold_json(&["t-1"]));
+        assert!(
+            forwarded.len() <= body.len() - 64,
+            "the tail stays withheld"
+        );
+        let request = gate.hold_wait_request().expect("the wait is asked for");
+        assert_eq!(request.tickets, ["t-1"]);
+        assert_eq!(request.wait_ms, 5000);
+        assert_eq!(request.request_id, "req-1");
+        assert!(gate.hold_wait_request().is_none(), "asked once");
+        assert!(!gate.is_forwarding());
+
+        let approved = wait_json(&[("t-1", TicketState::Approved, "bob", None)]);
+        let ResumeAction::Resume(tail) = gate.on_hold_wait(ok(&approved)) else {
+            panic!("expected the tail to be released");
+        };
+        forwarded.extend(tail);
+        assert_eq!(forwarded, body);
+        assert!(gate.is_forwarding());
+        assert_eq!(gate.outcome(), &Outcome::Forwarded);
+        assert_eq!(gate.decision_label(), "forwarded:approved-while-held");
+        let notice = gate.take_response_notice();
+        let text = String::from_utf8_lossy(&notice);
+        assert!(
+            text.starts_with("0022\x02gitgate: t-1 approved by bob\n"),
+            "{text:?}"
+        );
+        assert!(gate.take_response_notice().is_empty(), "shown once");
+    }
+
+    #[test]
+    fn a_hold_known_before_the_end_waits_for_the_whole_pack_first() {
+        let body = update_body();
+        let mut gate =
+            PushGate::new(meta(), BodyEncoding::Identity, FailureMode::Closed).hold_window(5000);
+        let mut dispatch = |_: &VerdictRequest| true;
+        let (head, rest) = body.split_at(body.len() - 30);
+        let BodyAction::Forward(mut forwarded) = gate.on_body(head, false, &mut dispatch) else {
+            panic!("forward");
+        };
+        let hold = hold_json(&["t-1"]);
+        assert_eq!(gate.on_callout(ok(&hold)), ResumeAction::Nothing);
+        assert!(
+            gate.hold_wait_request().is_none(),
+            "not before the pack is read"
+        );
+        let BodyAction::Forward(more) = gate.on_body(rest, false, &mut dispatch) else {
+            panic!("the body still streams, less its tail");
+        };
+        forwarded.extend(more);
+        assert!(forwarded.len() <= body.len() - 64);
+        assert_eq!(gate.on_body(b"", true, &mut dispatch), BodyAction::Wait);
+        assert!(gate.hold_wait_request().is_some());
+        let pack = gate.pack_summary().expect("the framed pack");
+        assert_eq!(pack.objects, 0);
+    }
+
+    #[test]
+    fn data_after_the_pack_of_a_held_push_is_still_refused() {
+        let mut body = update_body();
+        body.extend(vec![b'j'; 100]);
+        let mut gate =
+            PushGate::new(meta(), BodyEncoding::Identity, FailureMode::Closed).hold_window(5000);
+        let mut dispatch = |_: &VerdictRequest| true;
+        gate.on_body(&body[..100], false, &mut dispatch);
+        gate.on_callout(ok(&hold_json(&["t-1"])));
+        assert_eq!(
+            gate.on_body(&body[100..], false, &mut dispatch),
+            BodyAction::Forward(Vec::new())
+        );
+        let BodyAction::Respond(answer) = gate.on_body(b"", true, &mut dispatch) else {
+            panic!("refused");
+        };
+        assert!(String::from_utf8_lossy(&answer).contains("gitgate:error:bad-request"));
+        assert!(gate.hold_wait_request().is_none());
+    }
+
+    #[test]
+    fn a_denial_while_the_push_is_open_refuses_with_the_reviewers_reason() {
+        let mut body = section(&[
+            (OLD, NEW, "refs/heads/main"),
+            (ZERO, NEW, "refs/heads/agent/fix"),
+        ]);
+        body.extend(empty_pack());
+        let (mut gate, _) = held_open(&body, &hold_json(&["t-1", ""]));
+        gate.hold_wait_request().expect("asked");
+        let denied = wait_json(&[("t-1", TicketState::Denied, "bob", Some("use a PR"))]);
+        let ResumeAction::Respond(answer) = gate.on_hold_wait(ok(&denied)) else {
+            panic!("refused");
+        };
+        let text = String::from_utf8_lossy(&answer);
+        assert!(
+            text.contains(
+                "ng refs/heads/main gitgate:deny:reviewer-denied bob denied t-1: use a PR"
+            ),
+            "{text}"
+        );
+        assert!(text.contains("ng refs/heads/agent/fix gitgate:refused:other-ref-refused"));
+        assert!(text.contains("gitgate: refs/heads/main is denied: bob denied t-1: use a PR"));
+        assert_eq!(
+            gate.outcome().label(),
+            "refused:gitgate:deny:reviewer-denied"
+        );
+        assert!(gate.take_response_notice().is_empty());
+    }
+
+    #[test]
+    fn no_decision_in_the_window_refuses_with_the_hold_message_and_ticket_url() {
+        let pending = wait_json(&[("t-1", TicketState::Pending, "", None)]);
+        let expired = wait_json(&[("t-1", TicketState::Expired, "", None)]);
+        let wrong = wait_json(&[("t-2", TicketState::Approved, "bob", None)]);
+        let cases: [(CalloutResult<'_>, &str); 5] = [
+            (ok(&pending), "the push waited 5 s for a review while open"),
+            (ok(&expired), "ticket t-1 expired while the push waited"),
+            (ok(&wrong), "could not say whether it was decided"),
+            (ok(b"{"), "could not say whether it was decided"),
+            (
+                CalloutResult::Failed,
+                "could not say whether it was decided",
+            ),
+        ];
+        for (result, why) in cases {
+            let (mut gate, _) = held_open(&update_body(), &hold_json(&["t-1"]));
+            gate.hold_wait_request().expect("asked");
+            let ResumeAction::Respond(answer) = gate.on_hold_wait(result) else {
+                panic!("refused");
+            };
+            let text = String::from_utf8_lossy(&answer);
+            assert!(
+                text.contains("is held for review, approve at http://approve/t-1"),
+                "{text}"
+            );
+            assert!(
+                text.contains("ng refs/heads/main gitgate:hold:protected-branch"),
+                "{text}"
+            );
+            assert!(text.contains(why), "{why}: {text}");
+            assert!(!gate.is_forwarding());
+            assert_eq!(gate.on_hold_wait(ok(&pending)), ResumeAction::Nothing);
+        }
+    }
+
+    #[test]
+    fn every_ticket_must_be_approved_before_the_push_is_released() {
+        let mut body = section(&[(OLD, NEW, "refs/heads/main"), (OLD, NEW, "refs/heads/b")]);
+        body.extend(empty_pack());
+        let (mut gate, _) = held_open(&body, &hold_json(&["t-1", "t-2"]));
+        assert_eq!(
+            gate.hold_wait_request().expect("asked").tickets,
+            ["t-1", "t-2"]
+        );
+        let half = wait_json(&[
+            ("t-1", TicketState::Approved, "bob", None),
+            ("t-2", TicketState::Pending, "", None),
+        ]);
+        assert!(matches!(
+            gate.on_hold_wait(ok(&half)),
+            ResumeAction::Respond(_)
+        ));
+    }
+
+    #[test]
+    fn a_denied_ref_or_a_window_of_zero_refuses_at_once() {
+        let body = update_body();
+        let mut gate =
+            PushGate::new(meta(), BodyEncoding::Identity, FailureMode::Closed).hold_window(5000);
+        run(&mut gate, &body, 9);
+        let mut two = section(&[(OLD, NEW, "refs/heads/main"), (OLD, NEW, "refs/heads/b")]);
+        two.extend(empty_pack());
+        let mut gate2 =
+            PushGate::new(meta(), BodyEncoding::Identity, FailureMode::Closed).hold_window(5000);
+        run(&mut gate2, &two, 9);
+        assert!(matches!(
+            gate2.on_callout(ok(&hold_json(&["t-1", "deny"]))),
+            ResumeAction::Respond(_)
+        ));
+        let mut off = PushGate::new(meta(), BodyEncoding::Identity, FailureMode::Closed);
+        run(&mut off, &body, 9);
+        assert!(matches!(
+            off.on_callout(ok(&hold_json(&["t-1"]))),
+            ResumeAction::Respond(_)
+        ));
+        assert!(off.hold_wait_request().is_none());
+        // An allow needs no wait either.
+        assert!(matches!(
+            gate.on_callout(ok(&allow_all(1))),
+            ResumeAction::Resume(_)
+        ));
     }
 
     #[test]

@@ -10,7 +10,8 @@
 //! (which requests are gated); [`api`], [`decision`], [`reason`] and [`report`] (the verdict and
 //! the answer); [`withhold`] and [`gate`] (one push through the filter); [`config`] and
 //! [`pairs`] (what the adapter reads from Envoy); [`mask`] (secrets masked in responses);
-//! [`push_scan`] (secrets found in pushed objects).
+//! [`push_scan`] (secrets found in pushed objects);
+//! [`fetch_scan`] (secrets in fetched packs, and the fetch policy).
 //!
 //! ```
 //! use gitgate_core::receive_pack::{Parser, Progress};
@@ -21,13 +22,16 @@
 //! ```
 
 pub mod api;
+pub mod audit;
 pub mod config;
 pub mod decision;
 pub mod delta;
+pub mod fetch_scan;
 pub mod gate;
 pub mod glob;
 pub mod gzip;
 pub mod mask;
+pub mod no_thin;
 pub mod object;
 pub mod pack;
 pub mod pack_objects;
@@ -38,5 +42,6 @@ pub mod reason;
 pub mod receive_pack;
 pub mod report;
 pub mod request;
+pub mod service_token;
 pub mod sideband;
 pub mod withhold;

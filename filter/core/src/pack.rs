@@ -143,6 +143,23 @@ enum State {
     End,
 }
 
+/// Entries a [`PackFramer`] has walked, by their stored type (a delta's kind is not known).
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct EntryCounts {
+    /// The entry count of the pack header, once read.
+    pub declared: Option<u32>,
+    /// Stored commits.
+    pub commits: u64,
+    /// Stored trees.
+    pub trees: u64,
+    /// Stored blobs.
+    pub blobs: u64,
+    /// Stored tags.
+    pub tags: u64,
+    /// Ofs-deltas and ref-deltas.
+    pub deltas: u64,
+}
+
 /// A streaming walker over a pack that knows where it ends.
 pub struct PackFramer {
     format: ObjectFormat,
@@ -158,6 +175,7 @@ pub struct PackFramer {
     header: Vec<u8>,
     inflater: Decompress,
     scratch: Vec<u8>,
+    counts: EntryCounts,
 }
 
 impl std::fmt::Debug for PackFramer {
@@ -183,7 +201,13 @@ impl PackFramer {
             header: Vec::with_capacity(PACK_HEADER_LEN),
             inflater: Decompress::new(true),
             scratch: Vec::new(),
+            counts: EntryCounts::default(),
         }
+    }
+
+    /// The entries walked so far, by stored type.
+    pub fn counts(&self) -> EntryCounts {
+        self.counts
     }
 
     /// True once the trailer has been read in full.
@@ -258,6 +282,17 @@ impl PackFramer {
                 *read += 1;
                 if byte & 0x80 == 0 {
                     let (kind, size) = (*kind, *size);
+                    let counter = match kind {
+                        OBJ_COMMIT => Some(&mut self.counts.commits),
+                        OBJ_TREE => Some(&mut self.counts.trees),
+                        OBJ_BLOB => Some(&mut self.counts.blobs),
+                        OBJ_TAG => Some(&mut self.counts.tags),
+                        OBJ_OFS_DELTA | OBJ_REF_DELTA => Some(&mut self.counts.deltas),
+                        _ => None,
+                    };
+                    if let Some(counter) = counter {
+                        *counter = counter.saturating_add(1);
+                    }
                     self.state = match kind {
                         OBJ_COMMIT | OBJ_TREE | OBJ_BLOB | OBJ_TAG => self.start_data(size),
                         OBJ_OFS_DELTA => State::DeltaOffset {
@@ -359,6 +394,7 @@ impl PackFramer {
             });
         }
         self.entries_left = u32::from_be_bytes(count);
+        self.counts.declared = Some(self.entries_left);
         self.entry_start = PACK_HEADER_LEN as u64;
         self.state = self.next_entry();
         Ok(())

@@ -186,6 +186,9 @@ pub struct CommandSection {
     pub object_format: ObjectFormat,
     /// True for a signed push (commands taken from the push certificate).
     pub signed: bool,
+    /// The push certificate's text (its lines, LF-terminated, signature included); empty for
+    /// an unsigned push. Kept so that the gate can scan it: it reaches the server's hooks.
+    pub certificate: Vec<u8>,
     /// Absolute offset of the first byte after the section: where the pack starts.
     pub end_offset: u64,
 }
@@ -495,6 +498,7 @@ impl Parser {
             push_options: self.push_options.clone(),
             object_format: self.object_format.unwrap_or(ObjectFormat::Sha1),
             signed: self.signed,
+            certificate: self.certificate.clone(),
             end_offset: self.packet_start,
         })
     }
@@ -796,6 +800,8 @@ impl Parser {
             let line = line.strip_suffix(b"\n").unwrap_or(line);
             self.push_command(line, start)?;
         }
+        // Kept for the section: its lines are scanned for secrets like the ref names.
+        self.certificate = certificate;
         Ok(())
     }
 

@@ -122,6 +122,17 @@ pub fn error_packet(message: &str) -> Vec<u8> {
     out
 }
 
+/// Band-2 packets carrying `info`, one line each, to go in front of the upstream's own answer
+/// (a side-band stream may start with progress text before its data, gitprotocol-pack
+/// "Packfile Data"). Nothing without a side band: those clients read plain packets only.
+pub fn info_packets(mode: Option<ReportMode>, info: &[String]) -> Vec<u8> {
+    let mut out = Vec::new();
+    if let Some(flavour) = mode.and_then(|m| m.side_band) {
+        write_info(info, flavour, &mut out);
+    }
+    out
+}
+
 fn write_info(info: &[String], flavour: SideBand, out: &mut Vec<u8>) {
     for line in info {
         let line = format!("{}\n", reason::one_line(line, MAX_INFO_LINE_LEN));

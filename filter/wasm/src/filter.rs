@@ -5,21 +5,23 @@
 use std::rc::Rc;
 use std::time::Duration;
 
-use gitgate_core::api::{Identity, VERDICTS_PATH, VerdictRequest};
+use gitgate_core::api::{HOLD_WAIT_PATH, Identity, VERDICTS_PATH, VerdictRequest};
 use gitgate_core::config::GateConfig;
 use gitgate_core::decision::CalloutResult;
 use gitgate_core::gate::{BodyAction, BodyEncoding, Outcome, PushGate, PushMeta, ResumeAction};
 use gitgate_core::mask::Masking;
-use gitgate_core::pairs;
-use gitgate_core::push_scan::SecretScanning;
+use gitgate_core::push_scan::{Clock, SecretScanning};
 use gitgate_core::report::RESULT_CONTENT_TYPE;
 use gitgate_core::request::{self, GitRequest};
+use gitgate_core::service_token::ServiceToken;
 use log::{error, info, warn};
 use proxy_wasm::traits::{Context, HttpContext, RootContext};
 use proxy_wasm::types::{Action, BufferType, ContextType, LogLevel, MapType};
 
+use crate::audit::{self, AuditRoot, RequestAudit};
 use crate::mask::{self, MaskRoot, ResponseMask};
-use crate::{basic_auth, host, plugin_config};
+use crate::no_thin::{self, NoThinResponse};
+use crate::{basic_auth, host, plugin_config, service_token};
 
 /// Root id of the instance that rewrites Basic auth, before jwt_authn.
 pub const BASIC_AUTH_ROOT_ID: &str = "gitgate_basic_auth";
@@ -61,6 +63,11 @@ struct GateRoot {
     masking: Option<Rc<MaskRoot>>,
     /// Secret push protection, compiled once per VM; `None` when `secrets.enabled` is false.
     secrets: Option<Rc<SecretScanning>>,
+    /// The audit record's queue and sender; `None` when `audit.enabled` is false.
+    audit: Option<Rc<AuditRoot>>,
+    /// The approval service's token, sent on every callout; `None` only under
+    /// `approval.token.missing: warn` with the variable unset.
+    service_token: Option<ServiceToken>,
 }
 
 /// Counter ids (`wasmcustom.gitgate_*`); `None` when the host refused to define one.
@@ -92,7 +99,22 @@ struct Root {
     role: Role,
 }
 
-impl Context for Root {}
+impl Context for Root {
+    fn on_http_call_response(
+        &mut self,
+        token_id: u32,
+        num_headers: usize,
+        _body_size: usize,
+        _num_trailers: usize,
+    ) {
+        // The root's only callouts are the audit record's batches.
+        if let Role::Gate(root) = &self.role
+            && let Some(audit) = &root.audit
+        {
+            audit.on_http_call_response(token_id, num_headers);
+        }
+    }
+}
 
 impl RootContext for Root {
     fn on_configure(&mut self, _plugin_configuration_size: usize) -> bool {
@@ -106,6 +128,13 @@ impl RootContext for Root {
             }
             GATE_ROOT_ID => match load_gate_config() {
                 Ok((config, masking)) => {
+                    let service_token = match service_token::load(&config.config.approval.token) {
+                        Ok(token) => token,
+                        Err(message) => {
+                            error!("invalid configuration: {message}");
+                            return false;
+                        }
+                    };
                     info!(
                         "gate configured, approval cluster {}, prefix {}, masking {}",
                         config.config.approval.cluster,
@@ -127,11 +156,20 @@ impl RootContext for Root {
                         if secrets.is_some() { "on" } else { "off" }
                     );
                     let masking = masking.map(|m| Rc::new(MaskRoot::new(m)));
+                    let audit = AuditRoot::new(&config, service_token.clone());
+                    if let Some(audit) = &audit
+                        && !audit.start_timer()
+                    {
+                        error!("audit: cannot start the timer that sends events");
+                        return false;
+                    }
                     self.role = Role::Gate(Rc::new(GateRoot {
                         config,
                         metrics,
                         masking,
                         secrets,
+                        audit,
+                        service_token,
                     }));
                     true
                 }
@@ -159,8 +197,18 @@ impl RootContext for Root {
                 root: Rc::clone(root),
                 push: None,
                 mask: None,
+                audit: None,
+                no_thin: None,
             }),
         })
+    }
+
+    fn on_tick(&mut self) {
+        if let Role::Gate(root) = &self.role
+            && let Some(audit) = &root.audit
+        {
+            audit.on_tick();
+        }
     }
 
     fn get_type(&self) -> Option<ContextType> {
@@ -211,6 +259,10 @@ struct Gate {
     push: Option<Push>,
     /// Set for a request on a masked path: its response is masked.
     mask: Option<ResponseMask>,
+    /// This stream's audit event, while it is assembled.
+    audit: Option<RequestAudit>,
+    /// Set for a gated repository's receive-pack advertisement: `no-thin` is added to it.
+    no_thin: Option<NoThinResponse>,
 }
 
 /// The state of one gated push.
@@ -220,6 +272,8 @@ struct Push {
     repository: String,
     /// The callout's token, once dispatched.
     token: Option<u32>,
+    /// The hold wait's token (`POST /v1/holds/wait`), once dispatched.
+    hold_token: Option<u32>,
     /// True once the outcome was recorded (filter state, counters, log line).
     recorded: bool,
     /// True while the upstream's response headers are held back (verdict not yet "forward").
@@ -227,6 +281,9 @@ struct Push {
     /// True once the filter sent its own answer (which passes through this filter's response
     /// callbacks too, and must not be held).
     answered: bool,
+    /// The answer the filter sent, for the audit record: its body is not always handed to
+    /// this filter's response-body callback.
+    sent: Vec<u8>,
 }
 
 impl Context for Gate {
@@ -240,7 +297,8 @@ impl Context for Gate {
         let Some(push) = self.push.as_mut() else {
             return;
         };
-        if push.token != Some(token_id) {
+        let is_hold_wait = push.hold_token == Some(token_id);
+        if push.token != Some(token_id) && !is_hold_wait {
             return;
         }
         let body = if num_headers == 0 || body_size > MAX_VERDICT_RESPONSE {
@@ -255,8 +313,17 @@ impl Context for Gate {
             (0, _) | (_, None) => CalloutResult::Failed,
             (_, Some(body)) => CalloutResult::Response { status, body },
         };
-        match push.gate.on_callout(result) {
-            ResumeAction::Nothing => push.release_response(),
+        let action = if is_hold_wait {
+            push.hold_token = None;
+            push.gate.on_hold_wait(result)
+        } else {
+            push.gate.on_callout(result)
+        };
+        match action {
+            ResumeAction::Nothing => {
+                push.release_response();
+                push.ask_hold_wait(&self.root);
+            }
             ResumeAction::Resume(held) => {
                 let restored =
                     held.is_empty() || host::set_buffer(BufferType::HttpRequestBody, 0, 0, &held);
@@ -283,7 +350,16 @@ impl HttpContext for Gate {
         let config = &self.root.config;
         let method = header_text(":method").unwrap_or_default();
         let path = header_text(":path").unwrap_or_default();
-        self.mask = (self.root.masking.as_ref()).and_then(|m| mask::on_request_headers(m, &path));
+        self.mask = (self.root.masking.as_ref())
+            .and_then(|m| mask::on_request_headers(m, &path, || read_identity(config)));
+        self.audit = (self.root.audit.as_ref())
+            .map(|a| RequestAudit::start(a, config, &method, &path, read_identity(config)));
+        let secrets = &config.config.secrets;
+        if self.root.secrets.is_some() && secrets.no_thin_packs {
+            self.no_thin = no_thin::on_request_headers(&method, &path, &config.path_prefix, |r| {
+                config.is_gated(r)
+            });
+        }
         let repository = match request::classify(&method, &path, &config.path_prefix) {
             Ok(GitRequest::ReceivePack { repository }) if config.is_gated(&repository) => {
                 repository
@@ -309,7 +385,10 @@ impl HttpContext for Gate {
             repository: repository.clone(),
             identity: read_identity(config),
         };
-        let gate = PushGate::new(meta, encoding, config.config.approval.failure_mode);
+        let gate = PushGate::new(meta, encoding, config.config.approval.failure_mode)
+            .summary_commits(config.config.gate.max_summary_commits)
+            .hold_window(config.config.approval.hold_window_ms)
+            .clock(Clock::new(now_ms));
         let gate = match &self.root.secrets {
             Some(secrets) => gate.scanning(Rc::clone(secrets)),
             None => gate,
@@ -319,9 +398,11 @@ impl HttpContext for Gate {
             request_id,
             repository,
             token: None,
+            hold_token: None,
             recorded: false,
             response_paused: false,
             answered: false,
+            sent: Vec::new(),
         });
         if end_of_stream {
             // A body-less request: nothing to gate, but let the core record it.
@@ -331,6 +412,11 @@ impl HttpContext for Gate {
     }
 
     fn on_http_request_body(&mut self, body_size: usize, end_of_stream: bool) -> Action {
+        if self.push.is_none()
+            && let Some(audit) = self.audit.as_mut()
+        {
+            audit.on_request_body(body_size);
+        }
         let Some(push) = self.push.as_mut() else {
             return Action::Continue;
         };
@@ -368,30 +454,71 @@ impl HttpContext for Gate {
     }
 
     fn on_http_response_headers(&mut self, _num_headers: usize, _end_of_stream: bool) -> Action {
+        if let Some(no_thin) = self.no_thin.as_mut() {
+            no_thin.on_response_headers();
+        }
         if let Some(mask) = self.mask.as_mut() {
             mask.on_response_headers();
+        }
+        if let Some(audit) = self.audit.as_mut() {
+            audit.on_response_headers();
         }
         // git http-backend answers with its headers before it reads the body. Passing them on
         // before the verdict would make a refusal impossible (Envoy can only reset a stream
         // whose response headers went out), so hold them until the push is let through.
-        match self.push.as_mut() {
-            Some(push) if !push.answered && !push.gate.is_forwarding() => {
-                push.response_paused = true;
-                Action::Pause
-            }
-            _ => Action::Continue,
+        let Some(push) = self.push.as_mut() else {
+            return Action::Continue;
+        };
+        if !push.answered
+            && push.gate.may_add_notice()
+            && !host::remove_header(MapType::HttpResponseHeaders, "content-length")
+        {
+            // A notice put in front of a body of declared length would break the response.
+            warn!(
+                "request {}: could not drop the response length",
+                push.request_id
+            );
         }
+        if !push.answered && !push.gate.is_forwarding() {
+            push.response_paused = true;
+            return Action::Pause;
+        }
+        Action::Continue
     }
 
     fn on_http_response_body(&mut self, body_size: usize, end_of_stream: bool) -> Action {
+        // Before masking, which then reads the rewritten chunk.
+        let body_size = match self.no_thin.as_mut() {
+            Some(no_thin) => no_thin.on_response_body(body_size, end_of_stream),
+            None => body_size,
+        };
         if let Some(mask) = self.mask.as_mut() {
             mask.on_response_body(body_size, end_of_stream);
+        }
+        // After masking, on the upstream's first bytes: an approval given while the push was
+        // held goes first, as band-2 lines (nothing can reach the pusher before this).
+        let notice = match self.push.as_mut() {
+            Some(push) if !push.answered && push.gate.is_forwarding() => {
+                push.gate.take_response_notice()
+            }
+            _ => Vec::new(),
+        };
+        if !notice.is_empty() && !host::set_buffer(BufferType::HttpResponseBody, 0, 0, &notice) {
+            warn!("could not show the approval notice");
+        }
+        let body_size = body_size + notice.len();
+        // After masking: the record holds what the client gets.
+        if let Some(audit) = self.audit.as_mut() {
+            audit.on_response_body(body_size);
         }
         // Never pause a response: Envoy would buffer it whole (envoy-wasm.md §1.2).
         Action::Continue
     }
 
     fn on_http_response_trailers(&mut self, _num_trailers: usize) -> Action {
+        if let Some(no_thin) = self.no_thin.as_mut() {
+            no_thin.on_response_trailers();
+        }
         if let Some(mask) = self.mask.as_mut() {
             mask.on_response_trailers();
         }
@@ -405,6 +532,18 @@ impl HttpContext for Gate {
         if let Some(mask) = self.mask.as_mut() {
             mask.on_log();
         }
+        // Last, so the gate and the masker have recorded their outcomes.
+        if let Some(root) = &self.root.audit {
+            let mut event = self
+                .audit
+                .take()
+                .unwrap_or_else(|| RequestAudit::late(root, &self.root.config));
+            if let Some(push) = self.push.as_ref().filter(|p| p.answered) {
+                event.gate_answer(RESULT_CONTENT_TYPE, &push.sent);
+            }
+            let push = (self.push.as_ref()).map(|p| (audit::push_record(&p.gate), p.answered));
+            event.finish(push, self.mask.as_ref().and_then(|m| m.fetch_report()));
+        }
     }
 }
 
@@ -416,11 +555,10 @@ impl Gate {
         let Some(push) = self.push.as_mut() else {
             return Action::Continue;
         };
-        let approval = &root.config.config.approval;
         let token = &mut push.token;
         let request_id = push.request_id.as_str();
         let mut dispatch = |request: &VerdictRequest| {
-            *token = dispatch_verdict_request(approval, request, request_id);
+            *token = dispatch_verdict_request(&root, request, request_id);
             token.is_some()
         };
         let action = push.gate.on_body(chunk, end_of_stream, &mut dispatch);
@@ -443,6 +581,7 @@ impl Gate {
                 {
                     return self.internal_failure("could not withhold the request body");
                 }
+                push.ask_hold_wait(&root);
                 Action::Pause
             }
             BodyAction::Respond(answer) => {
@@ -465,6 +604,31 @@ impl Gate {
 }
 
 impl Push {
+    /// Sends the hold wait when the gate asks for one (an open held push whose pack was read
+    /// to its end); a wait that cannot be sent ends as a hold refusal at once.
+    fn ask_hold_wait(&mut self, root: &GateRoot) {
+        let Some(request) = self.gate.hold_wait_request() else {
+            return;
+        };
+        info!(
+            "request {}: held for {} ticket(s), waiting up to {} ms for a reviewer",
+            self.request_id,
+            request.tickets.len(),
+            request.wait_ms
+        );
+        let approval = &root.config.config.approval;
+        // The service answers after wait_ms at the latest; the callout's own timeout is the
+        // margin for that answer to arrive.
+        let timeout = Duration::from_millis(request.wait_ms.saturating_add(approval.timeout_ms));
+        self.hold_token = dispatch_json(root, HOLD_WAIT_PATH, &request, timeout, &self.request_id);
+        if self.hold_token.is_none() {
+            match self.gate.on_hold_wait(CalloutResult::Failed) {
+                ResumeAction::Respond(answer) => self.respond(root, &answer),
+                ResumeAction::Nothing | ResumeAction::Resume(_) => {}
+            }
+        }
+    }
+
     /// Lets the upstream's held response headers go, once the push is let through.
     fn release_response(&mut self) {
         if self.response_paused && self.gate.is_forwarding() {
@@ -479,6 +643,9 @@ impl Push {
     fn respond(&mut self, root: &GateRoot, answer: &[u8]) {
         self.record(root);
         self.answered = true;
+        if root.audit.is_some() {
+            self.sent = answer.to_vec();
+        }
         let headers = [
             ("content-type", RESULT_CONTENT_TYPE),
             ("cache-control", "no-cache"),
@@ -531,25 +698,39 @@ impl Push {
 
 /// Sends the verdict request; returns the callout token, or `None` if it could not be sent.
 fn dispatch_verdict_request(
-    approval: &gitgate_core::config::ApprovalConfig,
+    root: &GateRoot,
     request: &VerdictRequest,
+    request_id: &str,
+) -> Option<u32> {
+    // Config validation keeps the timeout in 1..=60000 ms: never 0, which means no timeout.
+    let timeout = Duration::from_millis(root.config.config.approval.timeout_ms.max(1));
+    dispatch_json(root, VERDICTS_PATH, request, timeout, request_id)
+}
+
+/// POSTs `request` as JSON to `path` on the approval service, with the service's token;
+/// returns the callout token, or `None` if it could not be sent.
+fn dispatch_json(
+    root: &GateRoot,
+    path: &str,
+    request: &impl serde::Serialize,
+    timeout: Duration,
     request_id: &str,
 ) -> Option<u32> {
     let body = match serde_json::to_vec(request) {
         Ok(body) => body,
         Err(err) => {
-            error!("request {request_id}: cannot encode the verdict request: {err}");
+            error!("request {request_id}: cannot encode the request to {path}: {err}");
             return None;
         }
     };
+    let approval = &root.config.config.approval;
     let headers = vec![
         (":method", "POST"),
-        (":path", VERDICTS_PATH),
+        (":path", path),
         (":authority", approval.authority.as_str()),
         ("content-type", "application/json"),
     ];
-    // Config validation keeps the timeout in 1..=60000 ms: never 0, which means no timeout.
-    let timeout = Duration::from_millis(approval.timeout_ms.max(1));
+    let headers = service_token::add_header(headers, root.service_token.as_ref());
     match proxy_wasm::hostcalls::dispatch_http_call(
         &approval.cluster,
         headers,
@@ -566,6 +747,15 @@ fn dispatch_verdict_request(
             None
         }
     }
+}
+
+/// The host's clock in milliseconds since the epoch; 0 if it cannot be read (a scan's time
+/// cap then never fires, which the byte caps still bound).
+fn now_ms() -> u64 {
+    proxy_wasm::hostcalls::get_current_time()
+        .ok()
+        .and_then(|t| t.duration_since(std::time::UNIX_EPOCH).ok())
+        .map_or(0, |d| u64::try_from(d.as_millis()).unwrap_or(u64::MAX))
 }
 
 /// A request header as text (lossy), read in the request-headers phase only.
@@ -593,29 +783,19 @@ fn content_encoding() -> BodyEncoding {
     }
 }
 
-/// Reads the identity from jwt_authn's metadata, one claim at a time (envoy-wasm.md §4).
+/// Reads the identity from jwt_authn's metadata, one leaf claim at a time (envoy-wasm.md §4):
+/// a nested claim such as `act.sub` by its own path into the payload struct.
 fn read_identity(config: &GateConfig) -> Option<Identity> {
     let identity = &config.config.identity;
-    let claim = |name: &str| {
-        host::get_property(&[
+    let claim = |path: &[&str]| {
+        let mut full = vec![
             "metadata",
             "filter_metadata",
-            &identity.metadata_namespace,
-            &identity.payload_key,
-            name,
-        ])
+            identity.metadata_namespace.as_str(),
+            identity.payload_key.as_str(),
+        ];
+        full.extend_from_slice(path);
+        host::get_property(&full)
     };
-    let subject = claim(&identity.subject_claim).and_then(|v| pairs::string_value(&v))?;
-    Some(Identity {
-        subject,
-        agent: claim(&identity.agent_claim)
-            .and_then(|v| pairs::bool_value(&v))
-            .unwrap_or(false),
-        acting_for: claim(&identity.acting_for_claim).and_then(|v| pairs::string_value(&v)),
-        groups: claim(&identity.groups_claim)
-            .map(|v| pairs::string_list_claim(&v))
-            .unwrap_or_default(),
-        token_id: claim(&identity.token_id_claim).and_then(|v| pairs::string_value(&v)),
-        session: claim(&identity.session_claim).and_then(|v| pairs::string_value(&v)),
-    })
+    identity.identity(&claim)
 }

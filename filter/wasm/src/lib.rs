@@ -15,13 +15,18 @@
 
 pub mod basic_auth;
 pub mod plugin_config;
+pub mod service_token;
 
+#[cfg(target_arch = "wasm32")]
+mod audit;
 #[cfg(target_arch = "wasm32")]
 mod filter;
 #[cfg(target_arch = "wasm32")]
 mod host;
 #[cfg(target_arch = "wasm32")]
 mod mask;
+#[cfg(target_arch = "wasm32")]
+mod no_thin;
 
 #[cfg(target_arch = "wasm32")]
 proxy_wasm::main! {{

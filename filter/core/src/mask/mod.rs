@@ -47,6 +47,7 @@ pub use content_type::{BodyKind, GitBody};
 pub use report::{Fallback, MaskReport, MaskedSecret, Place};
 
 use crate::config::{ConfigError, GateConfig};
+use crate::fetch_scan::config::FetchPolicy;
 use crate::glob::{self, RepoGlob};
 use content_type::TypePattern;
 use style::MaskStyle;
@@ -77,6 +78,8 @@ pub struct Masking {
     text_types: Vec<TypePattern>,
     missing: MissingContentType,
     compressed: CompressedPolicy,
+    /// The fetch policy (`fetch` section); `None` when fetch packs are not scanned.
+    fetch: Option<FetchPolicy>,
 }
 
 /// What to do with one response body, decided from its headers.
@@ -120,7 +123,8 @@ impl Masking {
             return Ok(None);
         }
         let rules = compile_rules(&config.config.scan)?;
-        Masking::with_rules(section, Arc::new(rules)).map(Some)
+        let fetch = FetchPolicy::from_section(&config.config.fetch)?;
+        Masking::with_rules(section, Arc::new(rules)).map(|m| Some(m.with_fetch(fetch)))
     }
 
     /// Compiles a `masking` section with an already compiled rule set.
@@ -143,7 +147,28 @@ impl Masking {
             text_types: checked.text_types,
             missing: section.content_types.missing,
             compressed: section.compressed,
+            fetch: None,
         })
+    }
+
+    /// The same configuration with the fetch policy `fetch` (`None`: fetch packs not scanned).
+    pub fn with_fetch(mut self, fetch: Option<FetchPolicy>) -> Masking {
+        self.fetch = fetch;
+        self
+    }
+
+    /// The fetch policy, when fetch packs are scanned.
+    pub fn fetch_policy(&self) -> Option<&FetchPolicy> {
+        self.fetch.as_ref()
+    }
+
+    /// Whether a response of `content_type` and `content_encoding` is an upload-pack answer
+    /// whose pack can be scanned (a compressed one cannot).
+    pub fn scans_fetch(&self, content_type: Option<&str>, content_encoding: Option<&str>) -> bool {
+        self.fetch.is_some()
+            && content_type.map(content_type::essence).as_deref()
+                == Some("application/x-git-upload-pack-result")
+            && content_type::non_identity_encoding(content_encoding).is_none()
     }
 
     /// The rule set masks are found with.

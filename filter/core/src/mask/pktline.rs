@@ -488,7 +488,11 @@ impl PktMasker {
         let payload_len = length - BAND_HEADER_LEN;
         match first {
             1..=3 if payload_len == 0 => {
-                // A keepalive (gitprotocol-pack, "0005\x01"): passes at once.
+                // A keepalive (gitprotocol-pack, "0005\x01"): passes at once, but after the
+                // held text lines. upload-pack sends keepalives while pack-objects is slow to
+                // start, and one that overtook a held v2 `packfile` section header would make
+                // git die with "expected 'packfile'".
+                self.release_lines(out, report);
                 out.extend_from_slice(&self.header);
             }
             1 => {

@@ -6,6 +6,7 @@
 //!   enabled: true                  # default true
 //!   rules: { disable: [jwt] }      # a gitgate-scan configuration; absent: the top-level `scan`
 //!   bypass_option: gitgate.bypass  # git push -o gitgate.bypass="<why>"
+//!   no_thin_packs: true            # advertise no-thin, so git sends complete packs
 //!   limits:
 //!     max_object_bytes: 67108864   # bytes scanned of one object (64 MiB)
 //!     max_push_bytes: 2147483648   # bytes scanned of one push (2 GiB)
@@ -13,6 +14,7 @@
 //!     max_findings: 100            # findings kept and reported per push
 //!     path_map_bytes: 4194304      # memory for blob paths read from the pushed trees
 //!     delta_base_bytes: 16777216   # memory for delta bases, so modified files are seen whole
+//!     max_scan_ms: 30000           # time spent scanning one push; 0: no time limit
 //! ```
 //!
 //! Checking the section ([`check`]) is cheap and happens with the rest of the configuration;
@@ -24,6 +26,7 @@ use std::sync::Arc;
 use gitgate_scan::{RuleSet, ScanConfig};
 use serde::{Deserialize, Serialize};
 
+use super::redact::Redactor;
 use crate::config::{ConfigError, GateConfig};
 use crate::pack_objects::{DEFAULT_MAX_OBJECTS, PackLimits};
 
@@ -47,6 +50,13 @@ pub const DEFAULT_PATH_MAP_BYTES: u64 = 4 << 20;
 
 /// Default for [`LimitsSection::delta_base_bytes`]: 16 MiB.
 pub const DEFAULT_DELTA_BASE_BYTES: u64 = 16 << 20;
+
+/// Default for [`LimitsSection::max_scan_ms`]: 30 s, well past the 2-4 s a 100 MB push takes to
+/// scan in V8, and under the minutes a client waits for an answer.
+pub const DEFAULT_MAX_SCAN_MS: u64 = 30_000;
+
+/// The longest time cap accepted: one hour.
+pub const MAX_SCAN_MS: u64 = 3_600_000;
 
 /// The most memory either of the two per-push budgets may be given: a VM's linear memory
 /// never shrinks, and every concurrent push on a worker has its own.
@@ -79,6 +89,9 @@ pub struct SecretsSection {
     pub bypass_option: String,
     /// How much is scanned, and what going past that means.
     pub limits: LimitsSection,
+    /// Whether `no-thin` is added to receive-pack advertisements, so that git sends complete
+    /// packs whose deltas the scan can rebuild ([`crate::no_thin`]).
+    pub no_thin_packs: bool,
 }
 
 impl Default for SecretsSection {
@@ -88,6 +101,7 @@ impl Default for SecretsSection {
             rules: serde_json::Value::Null,
             bypass_option: DEFAULT_BYPASS_OPTION.to_owned(),
             limits: LimitsSection::default(),
+            no_thin_packs: true,
         }
     }
 }
@@ -110,6 +124,9 @@ pub struct LimitsSection {
     /// Memory for delta bases: a modified file whose base is kept is rebuilt and scanned
     /// whole, with its id and line numbers; otherwise only the bytes its delta inserts are.
     pub delta_base_bytes: u64,
+    /// Milliseconds one push's scan may take, from its first pack byte; past it scanning
+    /// stops, which `on_limit` turns into a refusal or an audited pass. 0 means no limit.
+    pub max_scan_ms: u64,
 }
 
 impl Default for LimitsSection {
@@ -121,6 +138,7 @@ impl Default for LimitsSection {
             max_findings: DEFAULT_MAX_FINDINGS,
             path_map_bytes: DEFAULT_PATH_MAP_BYTES,
             delta_base_bytes: DEFAULT_DELTA_BASE_BYTES,
+            max_scan_ms: DEFAULT_MAX_SCAN_MS,
         }
     }
 }
@@ -168,6 +186,12 @@ pub fn check(section: &SecretsSection) -> Result<(), ConfigError> {
             ));
         }
     }
+    if limits.max_scan_ms > MAX_SCAN_MS {
+        return Err(ConfigError::new(
+            "secrets.limits.max_scan_ms",
+            format!("must be at most {MAX_SCAN_MS} (0: no time limit)"),
+        ));
+    }
     rules_config(&section.rules)?;
     Ok(())
 }
@@ -205,6 +229,8 @@ pub struct ScanLimits {
     pub path_map_bytes: usize,
     /// See [`LimitsSection::delta_base_bytes`].
     pub delta_base_bytes: usize,
+    /// See [`LimitsSection::max_scan_ms`]; 0 means no limit.
+    pub max_scan_ms: u64,
 }
 
 impl Default for ScanLimits {
@@ -222,6 +248,7 @@ impl ScanLimits {
             max_findings: usize::try_from(section.max_findings).unwrap_or(usize::MAX),
             path_map_bytes: budget(section.path_map_bytes),
             delta_base_bytes: budget(section.delta_base_bytes),
+            max_scan_ms: section.max_scan_ms,
         }
     }
 
@@ -258,6 +285,8 @@ pub struct SecretScanning {
     limits: ScanLimits,
     on_limit: OnLimit,
     bypass_option: String,
+    /// Masks secrets in the short strings handed out for logs and records.
+    redactor: Arc<Redactor>,
 }
 
 /// The longest bypass reason kept, in bytes.
@@ -293,6 +322,7 @@ impl SecretScanning {
     ) -> Result<SecretScanning, ConfigError> {
         check(section)?;
         Ok(SecretScanning {
+            redactor: Arc::new(Redactor::new(Arc::clone(&rules))),
             rules,
             limits: ScanLimits::from_section(&section.limits),
             on_limit: section.limits.on_limit,
@@ -303,6 +333,7 @@ impl SecretScanning {
     /// The default section with `rules` (for tests and the command line).
     pub fn with_defaults(rules: Arc<RuleSet>) -> SecretScanning {
         SecretScanning {
+            redactor: Arc::new(Redactor::new(Arc::clone(&rules))),
             rules,
             limits: ScanLimits::default(),
             on_limit: OnLimit::Block,
@@ -320,6 +351,11 @@ impl SecretScanning {
     /// The compiled rules.
     pub fn rules(&self) -> &Arc<RuleSet> {
         &self.rules
+    }
+
+    /// Masks secrets in ref names, push options, paths and other short strings of a push.
+    pub fn redactor(&self) -> &Arc<Redactor> {
+        &self.redactor
     }
 
     /// The limits of one push.

@@ -13,7 +13,10 @@
 //!   byte offset instead of a line, and the bytes between runs cost only a table lookup;
 //! - a delta whose base is not at hand (a thin pack's base is on the server, or it did not fit
 //!   the budget) yields only the bytes it inserts; each run of inserted bytes gets a scanner of
-//!   its own, and a finding has the byte offset in the object but no id or line;
+//!   its own, and a finding has the byte offset in the object but no id or line. Such a delta
+//!   is also a [`LimitHit::DeltaNotRebuilt`]: a secret split between the bytes it copies and
+//!   the bytes it inserts would not be seen, so `on_limit` decides (the gate also advertises
+//!   `no-thin`, [`crate::no_thin`], so that git sends no deltas against the server's objects);
 //! - trees are not scanned, but read for the paths of blobs ([`paths`]); commits and tags
 //!   name their root trees and give the message line of a finding.
 //!
@@ -54,7 +57,9 @@
 
 pub mod config;
 pub mod paths;
+pub mod redact;
 pub mod report;
+pub mod summary;
 
 use std::ops::ControlFlow;
 use std::rc::Rc;
@@ -63,8 +68,10 @@ use std::sync::Arc;
 use gitgate_scan::{Finding, Fingerprint, RuleSet, Scanner, Sink};
 
 pub use config::{Bypass, OnLimit, ScanLimits, SecretScanning, SecretsSection};
+pub use redact::Redactor;
+pub use summary::SummaryBuilder;
 
-use crate::api::SecretFinding;
+use crate::api::{PackSummary, SecretFinding};
 use crate::object::{ObjectId, ObjectInfo, ObjectKind};
 use crate::pack_objects::{
     Content, EntryKind, ObjectChunk, ObjectEnd, ObjectSink, ObjectStart, PackObjectError,
@@ -72,6 +79,34 @@ use crate::pack_objects::{
 };
 use crate::receive_pack::ObjectFormat;
 use paths::{PathMap, TreeReader};
+
+/// A clock in milliseconds (any epoch), injected so that the core does no I/O: the adapter
+/// passes the host's clock, tests a fake one.
+#[derive(Clone)]
+pub struct Clock(Rc<dyn Fn() -> u64>);
+
+impl Clock {
+    /// A clock that reads `now`.
+    pub fn new(now: impl Fn() -> u64 + 'static) -> Clock {
+        Clock(Rc::new(now))
+    }
+
+    /// The time now, in milliseconds.
+    pub fn now_ms(&self) -> u64 {
+        (self.0)()
+    }
+}
+
+impl std::fmt::Debug for Clock {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("Clock")
+    }
+}
+
+/// Bytes handed to scanners between two looks at the clock: one look per object, and one per
+/// this many bytes within a large object, so that a slow object cannot outrun the time cap by
+/// much while the clock (a host call in the filter) is not read for every chunk.
+const CLOCK_EVERY_BYTES: u64 = 1 << 20;
 
 /// One secret found in a push.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -142,9 +177,82 @@ pub enum LimitHit {
         /// The limit.
         max: u64,
     },
+    /// Scanning took longer than [`ScanLimits::max_scan_ms`]: it stopped in the object at
+    /// `entry`, and the rest of the pack was only walked, not scanned.
+    TooSlow {
+        /// Absolute offset of the pack entry where scanning stopped.
+        entry: u64,
+        /// The limit, in milliseconds.
+        max_ms: u64,
+    },
+    /// A delta whose base was not at hand, so the object could not be rebuilt and only the
+    /// bytes the delta inserts were scanned: a secret split between copied and inserted bytes
+    /// would not be seen whole. Recorded once, for the first such entry.
+    DeltaNotRebuilt {
+        /// Absolute offset of the delta's pack entry.
+        entry: u64,
+        /// The base the delta applies to.
+        base: DeltaBase,
+        /// Why the base was not at hand.
+        reason: NotRebuilt,
+        /// Further deltas in the push that were not rebuilt either.
+        more: u64,
+    },
+}
+
+/// The base a delta names (gitformat-pack, "Deltified representation").
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum DeltaBase {
+    /// A `REF_DELTA`'s base id.
+    Id(ObjectId),
+    /// An `OFS_DELTA`'s base: the absolute offset of its entry, earlier in the pack.
+    Entry(u64),
+}
+
+/// Why a delta's base was not at hand.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum NotRebuilt {
+    /// A `REF_DELTA` whose base is not among the objects kept from the pack so far: it is only
+    /// on the server (a thin pack), it comes later in the pack, or it was over the budget.
+    BaseNotInPack {
+        /// [`ScanLimits::delta_base_bytes`].
+        budget: u64,
+    },
+    /// An `OFS_DELTA` whose base was not kept: it (with the object rebuilt from it) is over
+    /// the budget, or it was itself a delta that could not be rebuilt.
+    BaseNotKept {
+        /// [`ScanLimits::delta_base_bytes`].
+        budget: u64,
+    },
+}
+
+/// `bytes` in MiB, rounded down, for messages.
+fn mib(bytes: u64) -> u64 {
+    bytes >> 20
 }
 
 impl LimitHit {
+    /// What the pusher can do about this limit, one line for git's answer.
+    pub fn advice(&self) -> &'static str {
+        match self {
+            LimitHit::DeltaNotRebuilt {
+                reason: NotRebuilt::BaseNotInPack { .. },
+                ..
+            } => {
+                "push a complete pack (git push --no-thin), or ask an administrator to raise \
+                 secrets.limits.delta_base_bytes"
+            }
+            LimitHit::DeltaNotRebuilt {
+                reason: NotRebuilt::BaseNotKept { .. },
+                ..
+            } => {
+                "ask an administrator to raise secrets.limits.delta_base_bytes, or push the \
+                 large file in a push of its own"
+            }
+            _ => "split it into smaller pushes, or ask an administrator about the scan limits",
+        }
+    }
+
     /// One line for logs and for git's answer.
     pub fn describe(&self) -> String {
         match self {
@@ -156,6 +264,42 @@ impl LimitHit {
                 "the push has more than {max} bytes of objects; objects from byte {entry} on \
                  were not scanned for secrets"
             ),
+            LimitHit::TooSlow { max_ms, entry } => format!(
+                "scanning the push took more than {max_ms} ms; objects from byte {entry} on \
+                 were not scanned for secrets"
+            ),
+            LimitHit::DeltaNotRebuilt {
+                entry,
+                base,
+                reason,
+                more,
+            } => {
+                let base = match base {
+                    DeltaBase::Id(id) => format!("base {id}"),
+                    DeltaBase::Entry(at) => format!("base at byte {at}"),
+                };
+                let why = match reason {
+                    NotRebuilt::BaseNotInPack { budget } => format!(
+                        "its {base} is not in the pack before it (a thin pack, a base later \
+                         in the pack, or a base over the {} MiB delta budget)",
+                        mib(*budget)
+                    ),
+                    NotRebuilt::BaseNotKept { budget } => format!(
+                        "its {base} was not kept (the file is over the {} MiB delta budget, \
+                         or its base could not be rebuilt either)",
+                        mib(*budget)
+                    ),
+                };
+                let more = if *more > 0 {
+                    format!("; {more} more deltas like it")
+                } else {
+                    String::new()
+                };
+                format!(
+                    "the delta at byte {entry} could not be rebuilt: {why}; only the bytes it \
+                     inserts were scanned for secrets{more}"
+                )
+            }
         }
     }
 }
@@ -173,6 +317,8 @@ pub struct ScanReport {
     pub objects: u64,
     /// Bytes handed to scanners.
     pub scanned_bytes: u64,
+    /// What the pack carries (entry counts, commits), read by the same walk.
+    pub pack: PackSummary,
 }
 
 impl ScanReport {
@@ -210,6 +356,7 @@ impl PushScan {
             sink: Collector {
                 format,
                 rules: Arc::clone(settings.rules()),
+                redactor: Arc::clone(settings.redactor()),
                 limits,
                 current: Current::Skip,
                 findings: Vec::new(),
@@ -219,8 +366,30 @@ impl PushScan {
                 scanned: 0,
                 objects: 0,
                 paths: PathMap::new(limits.path_map_bytes),
+                summary: SummaryBuilder::new(summary::DEFAULT_MAX_SUMMARY_COMMITS)
+                    .masking(Arc::clone(settings.redactor())),
+                clock: None,
+                next_clock_look: 0,
             },
         }
+    }
+
+    /// Keeps at most `max` commits in the pack summary (default
+    /// [`summary::DEFAULT_MAX_SUMMARY_COMMITS`]).
+    pub fn summary_commits(mut self, max: u32) -> PushScan {
+        self.sink.summary = SummaryBuilder::new(max).masking(Arc::clone(&self.sink.redactor));
+        self
+    }
+
+    /// Bounds the scan's time by [`ScanLimits::max_scan_ms`] on `clock`, counted from now.
+    /// Without a clock (or with `max_scan_ms` 0) the scan has no time limit.
+    pub fn clocked(mut self, clock: Clock) -> PushScan {
+        let max = self.sink.limits.max_scan_ms;
+        if max > 0 {
+            let started = clock.now_ms();
+            self.sink.clock = Some((clock, started.saturating_add(max)));
+        }
+        self
     }
 
     /// Feeds the next body bytes (any bytes after the pack's trailer are an error).
@@ -242,6 +411,7 @@ impl PushScan {
     /// blobs resolved.
     pub fn finish(self) -> Result<ScanReport, PackObjectError> {
         self.reader.finish()?;
+        let pack_bytes = self.reader.position();
         let Collector {
             mut findings,
             findings_capped,
@@ -249,14 +419,21 @@ impl PushScan {
             paths,
             scanned,
             objects,
+            mut summary,
+            redactor,
             ..
         } = self.sink;
+        if let Some(count) = self.reader.object_count() {
+            summary.header(count);
+        }
         for finding in &mut findings {
             if finding.kind == Some(ObjectKind::Blob)
                 && let Some(id) = &finding.id
                 && let Some((path, commit)) = paths.locate(id)
             {
-                finding.path = Some(path);
+                // A file or directory name may hold a secret too (it is scanned as a tree
+                // entry): the path goes into logs and records only masked.
+                finding.path = Some(redactor.masked(&path));
                 finding.commit = Some(commit);
             }
         }
@@ -266,6 +443,7 @@ impl PushScan {
             limits: limits_hit,
             objects,
             scanned_bytes: scanned,
+            pack: summary.finish(pack_bytes),
         })
     }
 }
@@ -589,6 +767,7 @@ enum Current {
 struct Collector {
     format: ObjectFormat,
     rules: Arc<RuleSet>,
+    redactor: Arc<Redactor>,
     limits: ScanLimits,
     current: Current,
     findings: Vec<PushFinding>,
@@ -599,11 +778,32 @@ struct Collector {
     scanned: u64,
     objects: u64,
     paths: PathMap,
+    summary: SummaryBuilder,
+    /// The clock and the time scanning must end by, when the scan has a time limit.
+    clock: Option<(Clock, u64)>,
+    /// [`Collector::scanned`] at which the clock is read next within an object.
+    next_clock_look: u64,
 }
 
 impl Collector {
     fn scanning(&self) -> bool {
         !self.push_capped && !self.findings_capped
+    }
+
+    /// Reads the clock; past the deadline, records the limit and stops all further scanning
+    /// (the reader still walks the pack to its end, which the gate needs).
+    fn check_clock(&mut self, entry: u64) {
+        let Some((clock, deadline)) = &self.clock else {
+            return;
+        };
+        self.next_clock_look = self.scanned.saturating_add(CLOCK_EVERY_BYTES);
+        if self.push_capped || clock.now_ms() < *deadline {
+            return;
+        }
+        self.push_capped = true;
+        let max_ms = self.limits.max_scan_ms;
+        // The current object keeps what it found so far; `allowance` hands it no more bytes.
+        self.limits_hit.push(LimitHit::TooSlow { entry, max_ms });
     }
 
     fn room(&self) -> usize {
@@ -613,6 +813,9 @@ impl Collector {
     /// How many of `len` bytes of an object that already had `fed` bytes scanned may still be
     /// scanned; records the limit hit when it cuts.
     fn allowance(&mut self, entry: u64, fed: u64, len: usize) -> usize {
+        if self.push_capped {
+            return 0;
+        }
         let len64 = len as u64;
         let by_object = self.limits.max_object_bytes.saturating_sub(fed);
         let by_push = self.limits.max_push_bytes.saturating_sub(self.scanned);
@@ -640,6 +843,34 @@ impl Collector {
                 max,
             });
         }
+    }
+
+    /// Records a delta handed out as inserts only: the first one as a limit hit, later ones
+    /// counted in it, so that the gate never passes such a push without `on_limit` deciding.
+    fn note_not_rebuilt(&mut self, start: &ObjectStart) {
+        let budget = self.limits.delta_base_bytes as u64;
+        let (base, reason) = match start.entry {
+            EntryKind::RefDelta { base } => {
+                (DeltaBase::Id(base), NotRebuilt::BaseNotInPack { budget })
+            }
+            EntryKind::OfsDelta { base_offset } => (
+                DeltaBase::Entry(base_offset),
+                NotRebuilt::BaseNotKept { budget },
+            ),
+            EntryKind::Object(_) => return,
+        };
+        for hit in &mut self.limits_hit {
+            if let LimitHit::DeltaNotRebuilt { more, .. } = hit {
+                *more = more.saturating_add(1);
+                return;
+            }
+        }
+        self.limits_hit.push(LimitHit::DeltaNotRebuilt {
+            entry: start.offset,
+            base,
+            reason,
+            more: 0,
+        });
     }
 
     fn new_scanner(&self) -> Scanner<Arc<RuleSet>> {
@@ -695,11 +926,21 @@ struct Place {
 impl ObjectSink for Collector {
     fn object_start(&mut self, object: &ObjectStart) -> ControlFlow<()> {
         self.current = Current::Skip;
+        self.check_clock(object.offset);
+        if object.content == Content::Inserts {
+            self.note_not_rebuilt(object);
+        }
         match object.content {
             Content::Whole(ObjectKind::Tree) => {
-                if self.scanning() && self.paths.has_room() {
-                    let room = self.limits.path_map_bytes.saturating_sub(self.paths.used());
-                    self.current = Current::Tree(Box::new(TreeReader::new(self.format, room)));
+                // Entry names are scanned even once the path map is full (room 0 keeps none).
+                if self.scanning() {
+                    let room = match self.paths.has_room() {
+                        true => self.limits.path_map_bytes.saturating_sub(self.paths.used()),
+                        false => 0,
+                    };
+                    let reader = TreeReader::new(self.format, room)
+                        .scanning_names(Arc::clone(&self.rules), self.room());
+                    self.current = Current::Tree(Box::new(reader));
                 }
             }
             Content::Whole(kind) if self.scanning() => {
@@ -743,6 +984,9 @@ impl ObjectSink for Collector {
     }
 
     fn object_data(&mut self, chunk: &ObjectChunk<'_>) -> ControlFlow<()> {
+        if self.scanned >= self.next_clock_look {
+            self.check_clock(chunk.entry);
+        }
         match std::mem::replace(&mut self.current, Current::Skip) {
             Current::Skip => {}
             Current::Tree(mut reader) => {
@@ -786,10 +1030,12 @@ impl ObjectSink for Collector {
     }
 
     fn object_end(&mut self, object: ObjectEnd) -> ControlFlow<()> {
-        if let (Some(ObjectInfo::Commit(commit)), Some(id)) = (&object.info, object.id)
-            && let Some(tree) = commit.tree
-        {
-            self.paths.add_root(tree, id);
+        self.summary.entry(object.object.kind());
+        if let (Some(ObjectInfo::Commit(commit)), Some(id)) = (&object.info, object.id) {
+            self.summary.commit(&id, commit);
+            if let Some(tree) = commit.tree {
+                self.paths.add_root(tree, id);
+            }
         }
         for hit in &mut self.limits_hit {
             if let LimitHit::ObjectTooLarge { entry, id, .. } = hit
@@ -800,7 +1046,22 @@ impl ObjectSink for Collector {
         }
         match std::mem::replace(&mut self.current, Current::Skip) {
             Current::Skip => {}
-            Current::Tree(reader) => {
+            Current::Tree(mut reader) => {
+                let mut found = Found::new(self.room());
+                found.findings = reader
+                    .take_name_findings()
+                    .into_iter()
+                    .map(|(at, finding)| (Some(at), finding))
+                    .collect();
+                let place = Place {
+                    kind: Some(ObjectKind::Tree),
+                    id: object.id,
+                    delta_base: None,
+                    entry: object.object.offset,
+                    commit: None,
+                    header: None,
+                };
+                self.keep(found, &place);
                 if let (Some(id), Some(entries)) = (object.id, reader.finish()) {
                     self.paths.add_tree(id, entries);
                 }

@@ -21,6 +21,9 @@
 //! path either.
 
 use std::collections::BTreeMap;
+use std::sync::Arc;
+
+use gitgate_scan::{Finding, RuleSet, scan_bytes};
 
 use crate::object::ObjectId;
 use crate::receive_pack::ObjectFormat;
@@ -194,6 +197,17 @@ pub struct TreeReader {
     cost: usize,
     /// The most `cost` may reach: what the map has room for.
     room: usize,
+    /// Bytes of the tree read so far.
+    position: u64,
+    /// Offset in the tree of the current entry's first byte.
+    entry_start: u64,
+    /// The rules entry names are scanned with, when they are (a file name is pushed to the
+    /// server like a file's content).
+    rules: Option<Arc<RuleSet>>,
+    /// Findings in entry names, each with the offset in the tree of the name's first byte.
+    name_findings: Vec<(u64, Finding)>,
+    /// The most findings kept.
+    finding_room: usize,
 }
 
 impl TreeReader {
@@ -208,7 +222,26 @@ impl TreeReader {
             entries: Vec::new(),
             cost: 0,
             room,
+            position: 0,
+            entry_start: 0,
+            rules: None,
+            name_findings: Vec::new(),
+            finding_room: 0,
         }
+    }
+
+    /// The same reader, scanning every entry name with `rules` and keeping at most `room`
+    /// findings.
+    pub fn scanning_names(mut self, rules: Arc<RuleSet>, room: usize) -> TreeReader {
+        self.rules = Some(rules);
+        self.finding_room = room;
+        self
+    }
+
+    /// Findings in entry names, each with the offset in the tree where the name starts;
+    /// complete once the tree was read.
+    pub fn take_name_findings(&mut self) -> Vec<(u64, Finding)> {
+        std::mem::take(&mut self.name_findings)
     }
 
     /// Reads the next bytes of the tree.
@@ -222,6 +255,7 @@ impl TreeReader {
                         let (head, rest) = bytes.split_at(nul);
                         self.head.extend_from_slice(head);
                         bytes = rest.get(1..).unwrap_or_default();
+                        self.position = self.position.saturating_add(nul as u64 + 1);
                         self.part = match self.take_head() {
                             Some(wanted) => Part::Id { wanted, got: 0 },
                             None => Part::Broken,
@@ -229,6 +263,7 @@ impl TreeReader {
                     }
                     None => {
                         self.head.extend_from_slice(bytes);
+                        self.position = self.position.saturating_add(bytes.len() as u64);
                         if self.head.len() > MAX_NAME_LEN + 8 {
                             self.part = Part::Broken;
                         }
@@ -243,9 +278,11 @@ impl TreeReader {
                     }
                     *got += take;
                     bytes = rest;
+                    self.position = self.position.saturating_add(take as u64);
                     if *got == id_len {
                         let wanted = *wanted;
                         self.part = Part::Head;
+                        self.entry_start = self.position;
                         if wanted {
                             self.keep_entry();
                         }
@@ -264,10 +301,24 @@ impl TreeReader {
         if mode.is_empty() || !mode.iter().all(|b| (b'0'..=b'7').contains(b)) || name.is_empty() {
             return None;
         }
+        self.scan_name(self.entry_start.saturating_add(space as u64 + 1), name);
         // Gitlinks (160000) name commits of another repository: never a blob of this pack.
         let wanted = mode != b"160000";
         self.name = name.to_vec();
         Some(wanted)
+    }
+
+    /// Scans one entry name, which starts at offset `at` of the tree.
+    fn scan_name(&mut self, at: u64, name: &[u8]) {
+        let Some(rules) = &self.rules else {
+            return;
+        };
+        for finding in scan_bytes(rules, name) {
+            if self.name_findings.len() >= self.finding_room {
+                return;
+            }
+            self.name_findings.push((at, finding));
+        }
     }
 
     fn keep_entry(&mut self) {

@@ -7,7 +7,7 @@
 
 use crate::decision::Refusal;
 use crate::object::ObjectKind;
-use crate::push_scan::{LimitHit, PushFinding, ScanReport};
+use crate::push_scan::{LimitHit, NotRebuilt, PushFinding, ScanReport};
 use crate::reason::Reason;
 use crate::report::RefRefusal;
 
@@ -46,6 +46,12 @@ pub fn describe(finding: &PushFinding) -> String {
             }
             place
         }
+        (Some(ObjectKind::Tree), Some(id), None) => {
+            format!(
+                "the name of an entry of tree {id} at byte {} (a file or directory name)",
+                finding.offset
+            )
+        }
         (Some(kind), Some(id), None) => {
             let mut place = format!("{kind} {id} at byte {} (binary)", finding.offset);
             match (&finding.path, &finding.commit) {
@@ -77,6 +83,14 @@ fn short(finding: &PushFinding) -> String {
             let hex = id.to_string();
             let short = hex.get(..SHORT_ID).unwrap_or(&hex);
             format!("{} in {kind} {short} line {line}", finding.rule)
+        }
+        (Some(ObjectKind::Tree), Some(id), None) => {
+            let hex = id.to_string();
+            let short = hex.get(..SHORT_ID).unwrap_or(&hex);
+            format!(
+                "{} in a file or directory name (tree {short})",
+                finding.rule
+            )
         }
         (Some(kind), Some(id), None) => {
             let hex = id.to_string();
@@ -174,10 +188,9 @@ pub fn limit_refusal(refnames: &[String], limits: &[LimitHit]) -> Refusal {
             .iter()
             .map(|hit| format!("gitgate: {}", hit.describe())),
     );
-    info.push(
-        "gitgate: split it into smaller pushes, or ask an administrator about the scan limits"
-            .into(),
-    );
+    let mut advice: Vec<&str> = limits.iter().map(LimitHit::advice).collect();
+    advice.dedup();
+    info.extend(advice.into_iter().map(|line| format!("gitgate: {line}")));
     Refusal {
         code: SCAN_LIMIT.to_owned(),
         refs: refs(refnames, &reason),
@@ -193,6 +206,18 @@ fn scan_limit_short(hit: &LimitHit) -> String {
         LimitHit::PushTooLarge { max, .. } => {
             format!("the objects are over the scan limit of {max} bytes")
         }
+        LimitHit::TooSlow { max_ms, .. } => {
+            format!("scanning took more than the limit of {max_ms} ms")
+        }
+        LimitHit::DeltaNotRebuilt { entry, reason, .. } => match reason {
+            NotRebuilt::BaseNotInPack { .. } => {
+                format!("the delta at byte {entry} has no base in the pack (a thin pack)")
+            }
+            NotRebuilt::BaseNotKept { budget } => format!(
+                "the delta at byte {entry} is over the {} MiB delta budget",
+                budget >> 20
+            ),
+        },
     }
 }
 

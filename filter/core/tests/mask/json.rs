@@ -321,7 +321,7 @@ fn malformed_json_is_masked_as_text_from_where_it_breaks() {
         format!(r#"{{"a": "bad \x escape {pat}", "b": "{aws}"}}"#),
         format!(r#"{{"a": "{aws}"]] "{pat}""#),
         format!(r#"{{"a": "unterminated {pat}"#),
-        format!(r#"{{"a": "\u12"#),
+        r#"{"a": "\u12"#.to_owned(),
         format!(r#"{{"content": "QUJD\x {pat}"}}"#),
         format!(r#"{{"content": "QUJD{}\x {pat}"}}"#, "QUJD".repeat(2000)),
     ] {

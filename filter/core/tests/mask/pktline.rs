@@ -349,3 +349,27 @@ fn malformed_lengths_are_text_not_panics() {
         }
     }
 }
+
+#[test]
+fn a_keepalive_never_overtakes_a_held_v2_section_header() {
+    // upload-pack v2 sends keepalives while pack-objects is slow to start; git dies with
+    // "expected 'packfile'" if one arrives before the section header.
+    let mut body = pkt(b"packfile\n");
+    body.extend(b"0005\x01");
+    body.extend(band_pkt(2, b"Enumerating objects: 3, done.\n"));
+    body.extend(band_pkt(1, b"PACK\0\0\0\x02\0\0\0\0"));
+    body.extend(b"0000");
+    let (out, _) = mask_whole(masking(), FETCH, &body);
+    let outer = packets(&out, 1000);
+    assert_eq!(outer.first(), Some(&Packet::Data(b"packfile\n".to_vec())));
+    assert_eq!(outer.get(1), Some(&Packet::Data(vec![1])), "{outer:?}");
+    for cut in 1..body.len() {
+        let out = crate::support::mask_in(masking(), FETCH, &body, &[cut]);
+        let outer = packets(&out, 1000);
+        assert_eq!(
+            outer.first(),
+            Some(&Packet::Data(b"packfile\n".to_vec())),
+            "cut at {cut}"
+        );
+    }
+}
