@@ -31,6 +31,12 @@ enum Command {
     /// Scan files, standard input or a revision range for secrets, as the filter scans pushes;
     /// exits 1 when it finds any, 2 on errors.
     Scan(crate::scan_cmd::ScanArgs),
+    /// Query and verify the audit record: commit, sessions, events, session, export, verify,
+    /// drops; exits 1 when verify finds a problem or nothing was found, 2 on errors.
+    Audit(crate::audit_cmd::AuditArgs),
+    /// Fetch the commits a session pushed, by id, into a scratch repository and show each push
+    /// as a diff, with its verdicts.
+    Replay(crate::replay_cmd::ReplayArgs),
 }
 
 #[derive(Debug, Args)]
@@ -56,6 +62,11 @@ struct ServeArgs {
     /// How long an approval lets a re-push through [default: 24h].
     #[arg(long, env = "GITGATE_APPROVAL_TTL", value_parser = parse_ttl)]
     approval_ttl: Option<Duration>,
+    /// A file holding the token the filter must send to /v1/verdicts, /v1/holds/wait and
+    /// /v1/events (or give the token itself in GITGATE_FILTER_TOKEN) [default: none, and
+    /// those endpoints are open].
+    #[arg(long, env = "GITGATE_FILTER_TOKEN_FILE")]
+    filter_token_file: Option<PathBuf>,
 }
 
 #[derive(Debug, Subcommand)]
@@ -105,6 +116,12 @@ pub fn main() -> ExitCode {
     if let Command::Scan(args) = &cli.command {
         return crate::scan_cmd::run(args);
     }
+    // So do `audit` and `replay` (1: a problem or nothing found, 2: errors).
+    match &cli.command {
+        Command::Audit(args) => return crate::audit_cmd::run(args),
+        Command::Replay(args) => return crate::replay_cmd::run(args),
+        _ => {}
+    }
     match run(cli) {
         Ok(()) => ExitCode::SUCCESS,
         Err(error) => {
@@ -129,6 +146,7 @@ fn run(cli: Cli) -> anyhow::Result<()> {
                 policy: args.policy,
                 dev_issuer_dir: args.dev_issuer_dir,
                 approval_ttl: args.approval_ttl,
+                filter_token_file: args.filter_token_file,
             };
             let config = ServeConfig::resolve(file, overrides)?;
             let runtime = tokio::runtime::Runtime::new()?;
@@ -147,7 +165,7 @@ fn run(cli: Cli) -> anyhow::Result<()> {
         }
         Command::Mask(args) => crate::mask_cmd::run(&args),
         // Handled in `main`, which gives it its own exit statuses.
-        Command::Scan(_) => Ok(()),
+        Command::Scan(_) | Command::Audit(_) | Command::Replay(_) => Ok(()),
         Command::Dev {
             command: DevCommand::Token(args),
         } => {

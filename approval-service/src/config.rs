@@ -45,6 +45,14 @@ pub enum ConfigError {
         /// The parser's complaint.
         problem: String,
     },
+    /// A webhook entry is not usable.
+    #[error("webhook {name}: {problem}")]
+    Webhook {
+        /// The webhook's name.
+        name: String,
+        /// What is wrong.
+        problem: String,
+    },
 }
 
 /// The optional YAML file given with `--config`; every field may be left out.
@@ -63,6 +71,19 @@ pub struct ConfigFile {
     pub dev_issuer_dir: Option<PathBuf>,
     /// How long an approval lasts, for example `24h`.
     pub approval_ttl: Option<String>,
+    /// The longest a hold wait is kept open, for example `5m`.
+    pub hold_wait_max: Option<String>,
+    /// Reviewer sign-in through OpenID Connect; without `oidc.issuer` the development issuer.
+    #[serde(default)]
+    pub oidc: crate::oidc::OidcConfig,
+    /// The key that signs session cookies, base64 of at least 64 bytes; the same on every
+    /// instance. Also `GITGATE_COOKIE_KEY`. Random per process when absent (development only).
+    pub cookie_key: Option<String>,
+    /// Webhooks told about every new hold and every decision.
+    #[serde(default)]
+    pub webhooks: Vec<crate::webhooks::WebhookConfig>,
+    /// A file holding the token the filter API requires (see `crate::filter_auth`).
+    pub filter_token_file: Option<PathBuf>,
 }
 
 impl ConfigFile {
@@ -94,6 +115,16 @@ pub struct ServeConfig {
     pub dev_issuer_dir: PathBuf,
     /// How long an approval lasts.
     pub approval_ttl: Duration,
+    /// The cap on a hold wait.
+    pub hold_wait_max: Duration,
+    /// Reviewer sign-in.
+    pub oidc: crate::oidc::OidcConfig,
+    /// The session cookie key, base64.
+    pub cookie_key: Option<String>,
+    /// The webhooks.
+    pub webhooks: Vec<crate::webhooks::WebhookConfig>,
+    /// A file holding the filter API's token; `GITGATE_FILTER_TOKEN` may give it instead.
+    pub filter_token_file: Option<PathBuf>,
 }
 
 /// Settings given on the command line or in the environment; they win over the file.
@@ -111,6 +142,8 @@ pub struct Overrides {
     pub dev_issuer_dir: Option<PathBuf>,
     /// `--approval-ttl`.
     pub approval_ttl: Option<Duration>,
+    /// `--filter-token-file`.
+    pub filter_token_file: Option<PathBuf>,
 }
 
 impl ServeConfig {
@@ -119,6 +152,10 @@ impl ServeConfig {
         let file_ttl = match file.approval_ttl {
             Some(text) => Some(parse_duration("approval_ttl", &text)?),
             None => None,
+        };
+        let hold_wait_max = match file.hold_wait_max {
+            Some(text) => parse_duration("hold_wait_max", &text)?,
+            None => crate::app::DEFAULT_HOLD_WAIT_MAX,
         };
         Ok(ServeConfig {
             listen: overrides
@@ -139,6 +176,14 @@ impl ServeConfig {
                 .approval_ttl
                 .or(file_ttl)
                 .unwrap_or(DEFAULT_APPROVAL_TTL),
+            hold_wait_max,
+            oidc: file.oidc,
+            cookie_key: std::env::var("GITGATE_COOKIE_KEY")
+                .ok()
+                .filter(|k| !k.is_empty())
+                .or(file.cookie_key),
+            webhooks: file.webhooks,
+            filter_token_file: overrides.filter_token_file.or(file.filter_token_file),
         })
     }
 }

@@ -32,6 +32,12 @@ pub enum AppError {
     /// A token was presented at sign-in and refused.
     #[error("sign-in refused: {0}")]
     SignInRefused(TokenError),
+    /// The identity provider cannot be reached or answered something unusable.
+    #[error("sign-in is unavailable: {message}")]
+    SignInUnavailable {
+        /// What failed (never a code, token or secret).
+        message: String,
+    },
     /// A form's CSRF token is missing or does not belong to the session.
     #[error("the form's CSRF token is missing or wrong")]
     CsrfRejected,
@@ -73,6 +79,42 @@ pub enum AppError {
     /// A page template failed to render.
     #[error("a page failed to render: {0}")]
     Render(#[from] minijinja::Error),
+    /// The event batch is not valid JSON of the protocol's shape, or breaks a rule of it.
+    #[error("invalid event batch: {message}")]
+    BadEventBatch {
+        /// What is wrong, naming the field.
+        message: String,
+    },
+    /// An audit query's parameter is malformed.
+    #[error("invalid audit query: {message}")]
+    BadAuditQuery {
+        /// What is wrong, naming the parameter.
+        message: String,
+    },
+    /// The audit store failed; the filter retries write events.
+    #[error("the audit store failed: {0}")]
+    AuditStore(StoreError),
+    /// The audit API was asked without a reviewer session or reviewer token.
+    #[error("the audit record needs a reviewer session or a reviewer bearer token")]
+    AuditUnauthorized,
+    /// The audit API has nothing under this name.
+    #[error("{what}")]
+    AuditNotFound {
+        /// What was not found.
+        what: String,
+    },
+    /// A filter API request without the filter's token, or with another one.
+    #[error("filter token {}", refusal.as_str())]
+    FilterUnauthorized {
+        /// Missing or wrong; never the value presented.
+        refusal: crate::filter_auth::Refusal,
+    },
+    /// The audit page of a session that has no record.
+    #[error("no audit session {session:?}")]
+    AuditSessionNotFound {
+        /// The session asked for.
+        session: String,
+    },
 }
 
 impl AppError {
@@ -81,6 +123,15 @@ impl AppError {
             AppError::BadVerdictRequest { .. } | AppError::BadForm { .. } => {
                 StatusCode::BAD_REQUEST
             }
+            AppError::BadEventBatch { .. } | AppError::BadAuditQuery { .. } => {
+                StatusCode::BAD_REQUEST
+            }
+            AppError::AuditStore(_) => StatusCode::SERVICE_UNAVAILABLE,
+            AppError::AuditUnauthorized => StatusCode::UNAUTHORIZED,
+            AppError::FilterUnauthorized { .. } => StatusCode::UNAUTHORIZED,
+            AppError::AuditNotFound { .. } | AppError::AuditSessionNotFound { .. } => {
+                StatusCode::NOT_FOUND
+            }
             AppError::VerdictStore(_) | AppError::PageStore(_) => StatusCode::SERVICE_UNAVAILABLE,
             AppError::SignInRequired { .. } => StatusCode::SEE_OTHER,
             AppError::SignInRefused(TokenError::NotReviewer)
@@ -88,6 +139,7 @@ impl AppError {
             | AppError::SeparationOfDuties { .. }
             | AppError::NotApprover { .. } => StatusCode::FORBIDDEN,
             AppError::SignInRefused(_) => StatusCode::UNAUTHORIZED,
+            AppError::SignInUnavailable { .. } => StatusCode::BAD_GATEWAY,
             AppError::TicketNotFound { .. } => StatusCode::NOT_FOUND,
             AppError::TicketAlreadyDecided { .. } => StatusCode::CONFLICT,
             AppError::Render(_) => StatusCode::INTERNAL_SERVER_ERROR,
@@ -106,6 +158,10 @@ impl AppError {
             AppError::SignInRefused(reason) => (
                 "Sign-in refused",
                 format!("The token was not accepted: {reason}."),
+            ),
+            AppError::SignInUnavailable { .. } => (
+                "Sign-in unavailable",
+                "The identity provider cannot be reached right now. Try again shortly.".to_owned(),
             ),
             AppError::CsrfRejected => (
                 "Form refused",
@@ -134,6 +190,23 @@ impl AppError {
             AppError::Render(_) => ("Page error", "This page failed to render.".to_owned()),
             AppError::BadVerdictRequest { message } => ("Bad request", message.clone()),
             AppError::SignInRequired { .. } => ("Sign in", "Please sign in.".to_owned()),
+            AppError::AuditSessionNotFound { session } => (
+                "No such session",
+                format!("The audit record has no session {session}."),
+            ),
+            AppError::BadEventBatch { message } | AppError::BadAuditQuery { message } => {
+                ("Bad request", message.clone())
+            }
+            AppError::AuditStore(_) => (
+                "Store unavailable",
+                "The audit store cannot be reached right now. Try again shortly.".to_owned(),
+            ),
+            AppError::AuditUnauthorized => ("Sign in", "Please sign in.".to_owned()),
+            AppError::FilterUnauthorized { .. } => (
+                "Unauthorized",
+                "This endpoint is for the gitgate filter.".to_owned(),
+            ),
+            AppError::AuditNotFound { what } => ("Not found", format!("{what}.")),
         }
     }
 }
@@ -150,7 +223,9 @@ impl IntoResponse for AppError {
     fn into_response(self) -> Response {
         let status = self.status();
         match &self {
-            AppError::VerdictStore(error) | AppError::PageStore(error) => {
+            AppError::VerdictStore(error)
+            | AppError::PageStore(error)
+            | AppError::AuditStore(error) => {
                 tracing::error!(%error, "store failure");
             }
             AppError::Render(error) => tracing::error!(%error, "template failure"),
@@ -163,6 +238,28 @@ impl IntoResponse for AppError {
             AppError::VerdictStore(_) => {
                 let body = serde_json::json!({ "error": "the verdict store is unavailable" });
                 (status, Json(body)).into_response()
+            }
+            AppError::BadEventBatch { message } | AppError::BadAuditQuery { message } => {
+                (status, Json(serde_json::json!({ "error": message }))).into_response()
+            }
+            AppError::AuditStore(_) => {
+                let body = serde_json::json!({ "error": "the audit store is unavailable" });
+                (status, Json(body)).into_response()
+            }
+            AppError::AuditUnauthorized => {
+                let body = serde_json::json!({ "error": "a reviewer session or token is needed" });
+                (status, Json(body)).into_response()
+            }
+            AppError::AuditNotFound { what } => {
+                (status, Json(serde_json::json!({ "error": what }))).into_response()
+            }
+            AppError::FilterUnauthorized { refusal } => {
+                let message = format!(
+                    "the {} header is {}: this endpoint is for the gitgate filter",
+                    crate::filter_auth::HEADER,
+                    refusal.as_str()
+                );
+                (status, Json(serde_json::json!({ "error": message }))).into_response()
             }
             AppError::SignInRequired { next } => {
                 let target = format!("/login?next={}", templates::url_encode(&next));

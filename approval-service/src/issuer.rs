@@ -21,6 +21,8 @@ use jsonwebtoken::jwk::{
 use jsonwebtoken::{Algorithm, DecodingKey, EncodingKey, Header, Validation};
 use serde::{Deserialize, Serialize};
 
+pub mod provider;
+
 /// The `iss` of every dev token; Envoy's provider and the sign-in both require it.
 pub const ISSUER: &str = "gitgate-dev";
 
@@ -273,6 +275,9 @@ pub struct VerifiedReviewer {
     pub subject: String,
     /// The token's groups.
     pub groups: Vec<String>,
+    /// The person the token's holder acts for (an agent's token), which separation of duties
+    /// treats as the reviewer too.
+    pub acting_for: Option<String>,
 }
 
 /// Checks reviewer tokens against the dev issuer's JWKS.
@@ -299,6 +304,8 @@ struct ReviewerClaims {
     groups: Vec<String>,
     #[serde(default)]
     roles: Vec<String>,
+    #[serde(default)]
+    act_for: Option<String>,
 }
 
 impl TokenVerifier {
@@ -376,6 +383,7 @@ impl TokenVerifier {
         Ok(VerifiedReviewer {
             subject: claims.sub,
             groups: claims.groups,
+            acting_for: claims.act_for.filter(|p| !p.trim().is_empty()),
         })
     }
 }

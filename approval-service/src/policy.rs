@@ -124,6 +124,8 @@ pub struct Policy {
     default: Action,
     /// Who decides secret bypasses.
     secrets: SecretsPolicy,
+    /// How many distinct approvers the default action's holds need.
+    default_approvals: u32,
 }
 
 /// How a push with secrets and a bypass reason is held.
@@ -135,7 +137,12 @@ pub struct SecretsPolicy {
     pub approvers: String,
     /// One line for the pusher.
     pub reason: String,
+    /// How many distinct members of `approvers` must approve.
+    pub approvals: u32,
 }
+
+/// The most approvals a rule may ask for.
+pub const MAX_APPROVALS: u32 = 10;
 
 /// The default approver group of secret bypasses.
 pub const DEFAULT_SECRET_APPROVERS: &str = "security";
@@ -153,6 +160,7 @@ impl Default for SecretsPolicy {
             code: format!("gitgate:hold:{DEFAULT_SECRET_CODE}"),
             approvers: DEFAULT_SECRET_APPROVERS.to_owned(),
             reason: DEFAULT_SECRET_REASON.to_owned(),
+            approvals: 1,
         }
     }
 }
@@ -162,6 +170,8 @@ struct Rule {
     name: String,
     matcher: Matcher,
     action: Action,
+    /// Distinct approvers a hold by this rule needs (1 unless `approvals` says more).
+    approvals: u32,
 }
 
 /// The compiled `match` block; `None` fields match anything.
@@ -210,22 +220,29 @@ impl Policy {
                 return Err(invalid(place, "name", problem));
             }
             let matcher = Matcher::compile(&place, raw_rule.matches)?;
+            let approvals = check_approvals(&place, raw_rule.action, raw_rule.approvals)?;
             let raw_action = RawAction {
                 action: raw_rule.action,
                 code: raw_rule.code,
                 reason: raw_rule.reason,
                 approvers: raw_rule.approvers,
+                approvals: None,
             };
             let action = raw_action.compile(&place, Some(&raw_rule.name))?;
             rules.push(Rule {
                 name: raw_rule.name,
                 matcher,
                 action,
+                approvals,
             });
         }
-        let default = match raw.default {
-            Some(raw_default) => raw_default.compile("default", None)?,
-            None => Action::Allow,
+        let (default, default_approvals) = match raw.default {
+            Some(raw_default) => {
+                let approvals =
+                    check_approvals("default", raw_default.action, raw_default.approvals)?;
+                (raw_default.compile("default", None)?, approvals)
+            }
+            None => (Action::Allow, 1),
         };
         let secrets = match raw.secrets {
             Some(raw_secrets) => raw_secrets.compile()?,
@@ -235,6 +252,7 @@ impl Policy {
             rules,
             default,
             secrets,
+            default_approvals,
         })
     }
 
@@ -256,6 +274,21 @@ impl Policy {
     /// How pushes with secrets and a bypass reason are held.
     pub fn secrets(&self) -> &SecretsPolicy {
         &self.secrets
+    }
+
+    /// How many distinct reviewers must approve a ticket held by `rule` (the ticket's
+    /// recorded rule name; `None` for the default action). Read when a decision is made, so a
+    /// changed policy applies to tickets still pending.
+    pub fn approvals_needed(&self, rule: Option<&str>) -> u32 {
+        match rule {
+            None => self.default_approvals,
+            Some(crate::verdicts::SECRET_RULE) => self.secrets.approvals,
+            Some(name) => self
+                .rules
+                .iter()
+                .find(|r| r.name == name)
+                .map_or(1, |r| r.approvals),
+        }
     }
 
     /// How many rules the policy has, for the start-up log line.
@@ -413,6 +446,7 @@ struct RawSecrets {
     approvers: Option<String>,
     code: Option<String>,
     reason: Option<String>,
+    approvals: Option<u32>,
 }
 
 impl RawSecrets {
@@ -440,10 +474,12 @@ impl RawSecrets {
                 return Err(invalid(place, "reason", problem));
             }
         };
+        let approvals = check_approvals(place, ActionKind::Hold, self.approvals)?;
         Ok(SecretsPolicy {
             code,
             approvers,
             reason,
+            approvals,
         })
     }
 }
@@ -460,6 +496,8 @@ struct RawRule {
     code: Option<String>,
     reason: Option<String>,
     approvers: Option<String>,
+    /// How many distinct approvers a hold needs.
+    approvals: Option<u32>,
 }
 
 #[derive(Debug, Default, Deserialize)]
@@ -481,6 +519,7 @@ struct RawAction {
     code: Option<String>,
     reason: Option<String>,
     approvers: Option<String>,
+    approvals: Option<u32>,
 }
 
 #[derive(Debug, Clone, Copy, Deserialize)]
@@ -564,6 +603,28 @@ impl RawAction {
         })?;
         check_slug(place, code)?;
         Ok(code.to_owned())
+    }
+}
+
+/// `approvals` is for holds only, from 1 to [`MAX_APPROVALS`]; absent means 1.
+fn check_approvals(
+    place: &str,
+    action: ActionKind,
+    approvals: Option<u32>,
+) -> Result<u32, PolicyError> {
+    match (action, approvals) {
+        (_, None) => Ok(1),
+        (ActionKind::Hold, Some(n)) if (1..=MAX_APPROVALS).contains(&n) => Ok(n),
+        (ActionKind::Hold, Some(_)) => Err(invalid(
+            place,
+            "approvals",
+            format!("must be from 1 to {MAX_APPROVALS}"),
+        )),
+        (_, Some(_)) => Err(invalid(
+            place,
+            "approvals",
+            "only a hold rule has approvals",
+        )),
     }
 }
 

@@ -1,9 +1,16 @@
-//! Reviewer sign-in: a pasted (or linked) reviewer token becomes a signed session cookie.
+//! Reviewer sessions, and the sign-in page.
 //!
-//! The session cookie is signed with the service's cookie key, `HttpOnly` and
-//! `SameSite=Strict`, and holds the reviewer's subject, groups, expiry and a per-session CSRF
-//! token that every POST form must echo in its hidden `csrf` field. The sign-in form itself is
-//! protected by a short-lived CSRF cookie of its own, set when the form is shown.
+//! Reviewers sign in through OpenID Connect ([`crate::oidc`]). With the development issuer a
+//! pasted reviewer token also works (`/login`'s form, and the one-click `GET /login?token=`
+//! link the test harness uses); with a configured provider both are off unless
+//! `oidc.allow_token_sign_in` turns them on, because a link that signs a browser in is login
+//! CSRF: whoever made the link chooses whose session the reviewer gets.
+//!
+//! The session cookie is signed with the service's cookie key (configured, so instances share
+//! sessions; random per process only in development), `HttpOnly` and `SameSite=Strict`, and
+//! holds the reviewer's subject, groups, expiry and a per-session CSRF token that every POST
+//! form must echo in its hidden `csrf` field. The token form is protected by a short-lived
+//! CSRF cookie of its own, set when the form is shown.
 
 use axum::Form;
 use axum::Router;
@@ -46,6 +53,23 @@ pub struct Session {
     pub csrf: String,
     /// When the session ends, unix milliseconds.
     pub expires_at: i64,
+    /// The person the reviewer's token acts for, when it acts for one.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub acting_for: Option<String>,
+    /// How the reviewer signed in: `oidc` or `token`.
+    #[serde(default)]
+    pub via: String,
+}
+
+/// A reviewer whose identity was checked, about to get a session.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Reviewer {
+    /// The subject.
+    pub subject: String,
+    /// The groups.
+    pub groups: Vec<String>,
+    /// The person the token acts for, when it does.
+    pub acting_for: Option<String>,
 }
 
 impl Session {
@@ -119,10 +143,18 @@ async fn show_login(
     Query(query): Query<LoginQuery>,
 ) -> Result<Response, AppError> {
     let next = safe_next(query.next.as_deref());
+    let token_sign_in = token_sign_in(&state);
     if let Some(token) = query.token.as_deref().filter(|t| !t.trim().is_empty()) {
-        // One-click link. The page links onward instead of redirecting: a SameSite=Strict
-        // cookie set during a navigation that began on another site is not sent on a redirect
-        // within that same navigation.
+        if !token_sign_in {
+            return Err(AppError::BadForm {
+                message: "sign-in links are a development aid and are turned off here; sign in \
+                          through the identity provider"
+                    .into(),
+            });
+        }
+        // One-click link (development only). The page links onward instead of redirecting: a
+        // SameSite=Strict cookie set during a navigation that began on another site is not
+        // sent on a redirect within that same navigation.
         let (jar, session) = sign_in(&state, jar, token)?;
         let page = templates::render(
             "signed_in.html",
@@ -141,11 +173,28 @@ async fn show_login(
         .secure(state.settings().is_https())
         .max_age(time::Duration::seconds(LOGIN_COOKIE_SECONDS))
         .build();
+    let provider = state.oidc().map(|oidc| {
+        minijinja::context! {
+            name => oidc.settings().display_name,
+            dev => oidc.settings().is_dev(),
+            start => format!("{}?next={}", crate::oidc::START_PATH, templates::url_encode(&next)),
+        }
+    });
     let page = templates::render(
         "login.html",
-        minijinja::context! { title => "Sign in", csrf => csrf, next => next },
+        minijinja::context! {
+            title => "Sign in", csrf => csrf, next => next, provider => provider,
+            token_sign_in => token_sign_in,
+        },
     )?;
     Ok((jar.add(cookie), templates::html(page)).into_response())
+}
+
+/// True when a pasted token may sign in: with the development issuer, or when configured.
+fn token_sign_in(state: &AppState) -> bool {
+    state
+        .oidc()
+        .is_none_or(|oidc| oidc.settings().token_sign_in)
 }
 
 async fn submit_login(
@@ -163,6 +212,13 @@ async fn submit_login(
     };
     if !csrf_ok {
         return Err(AppError::CsrfRejected);
+    }
+    if !token_sign_in(&state) {
+        return Err(AppError::BadForm {
+            message: "the token sign-in is turned off here; sign in through the identity \
+                      provider"
+                .into(),
+        });
     }
     let token = form
         .token
@@ -198,12 +254,29 @@ fn sign_in(
         .verifier()
         .verify_reviewer(token)
         .map_err(AppError::SignInRefused)?;
+    let reviewer = Reviewer {
+        subject: reviewer.subject,
+        groups: reviewer.groups,
+        acting_for: reviewer.acting_for,
+    };
+    Ok(start_session(state, jar, reviewer, "token"))
+}
+
+/// Starts a session for a reviewer whose identity was checked: adds the signed cookie.
+pub(crate) fn start_session(
+    state: &AppState,
+    jar: SignedCookieJar,
+    reviewer: Reviewer,
+    via: &str,
+) -> (SignedCookieJar, Session) {
     let ttl = state.settings().session_ttl;
     let session = Session {
         subject: reviewer.subject,
         groups: reviewer.groups,
         csrf: random_token(),
         expires_at: state.clock().now_ms().saturating_add(duration_ms(ttl)),
+        acting_for: reviewer.acting_for,
+        via: via.to_owned(),
     };
     // OK because a struct of strings and an integer always serialises.
     let value = serde_json::to_string(&session).unwrap_or_default();
@@ -216,8 +289,8 @@ fn sign_in(
             i64::try_from(ttl.as_secs()).unwrap_or(i64::MAX),
         ))
         .build();
-    tracing::info!(reviewer = %session.subject, "reviewer signed in");
-    Ok((jar.add(cookie), session))
+    tracing::info!(reviewer = %session.subject, via, "reviewer signed in");
+    (jar.add(cookie), session)
 }
 
 /// 32 random bytes, base64url.
@@ -228,7 +301,7 @@ fn random_token() -> String {
 }
 
 /// A local path to return to after sign-in; anything else becomes `/` (no open redirect).
-fn safe_next(next: Option<&str>) -> String {
+pub(crate) fn safe_next(next: Option<&str>) -> String {
     match next {
         Some(path)
             if path.starts_with('/')
@@ -262,6 +335,8 @@ mod tests {
             groups: vec![],
             csrf: "abc".into(),
             expires_at: 0,
+            acting_for: None,
+            via: "token".into(),
         };
         assert!(session.csrf_matches(Some("abc")));
         assert!(!session.csrf_matches(Some("abd")));

@@ -9,7 +9,7 @@ use std::path::{Path, PathBuf};
 use std::str::FromStr;
 use std::time::Duration;
 
-use gitgate_core::api::{Operation, SecretFinding};
+use gitgate_core::api::{Operation, PackSummary, SecretFinding};
 use sqlx::any::{AnyPoolOptions, AnyRow};
 use sqlx::{Any, AnyPool, Row, Transaction};
 
@@ -232,6 +232,8 @@ pub struct Ticket {
     pub findings: Vec<SecretFinding>,
     /// For a secret bypass: why the pusher wants the secrets let through.
     pub bypass_reason: Option<String>,
+    /// What the pack of the open push that waited on the ticket carried, when one did.
+    pub pack: Option<PackSummary>,
 }
 
 /// The decision of one verdict, as stored in `verdicts.decision`.
@@ -326,8 +328,8 @@ macro_rules! ticket_columns {
     () => {
         "SELECT id, repository, refname, old_id, new_id, operation, subject, agent, acting_for, \
          request_id, rule_name, code, reason, approvers, status, created_at, decided_by, \
-         decided_at, decision_reason, decision_comment, expires_at, findings, bypass_reason \
-         FROM tickets"
+         decided_at, decision_reason, decision_comment, expires_at, findings, bypass_reason, \
+         pack FROM tickets"
     };
 }
 
@@ -339,6 +341,14 @@ macro_rules! verdict_columns {
          decided_at FROM verdicts"
     };
 }
+
+// After the column macros, which it uses.
+mod review;
+
+pub use review::{
+    ChoiceColumn, Decision, DecisionKind, DecisionOutcome, Delivery, DeliveryStatus, NewDecision,
+    TicketFilter, TicketPage,
+};
 
 impl Store {
     /// Connects to `url` (`sqlite://PATH` or `postgres://...`) and applies the migrations.
@@ -380,6 +390,11 @@ impl Store {
     /// Which backend this store uses.
     pub fn backend(&self) -> Backend {
         self.backend
+    }
+
+    /// The connection pool, for the audit record's queries (`crate::audit::store`).
+    pub fn pool(&self) -> &AnyPool {
+        &self.pool
     }
 
     /// Closes every connection; later calls fail. Used at shutdown, and by tests to make the
@@ -531,6 +546,11 @@ pub struct VerdictTx {
 }
 
 impl VerdictTx {
+    /// The transaction's connection, so the audit record is appended in the same transaction.
+    pub fn connection(&mut self) -> &mut sqlx::AnyConnection {
+        &mut self.tx
+    }
+
     /// The newest ticket for exactly this update, whatever its status.
     pub async fn latest_ticket(&mut self, key: &UpdateKey) -> Result<Option<Ticket>, StoreError> {
         let row = sqlx::query(concat!(
@@ -781,6 +801,11 @@ fn ticket_from_row(row: &AnyRow) -> Result<Ticket, StoreError> {
             None => Vec::new(),
         },
         bypass_reason: optional_text(row, "bypass_reason")?,
+        pack: match optional_text(row, "pack")? {
+            // A summary this version cannot read is left out rather than failing the page.
+            Some(json) => serde_json::from_str(&json).ok(),
+            None => None,
+        },
     })
 }
 

@@ -18,11 +18,17 @@ const TEMPLATES: &[(&str, &str)] = &[
     ("queue.html", include_str!("../templates/queue.html")),
     ("history.html", include_str!("../templates/history.html")),
     ("ticket.html", include_str!("../templates/ticket.html")),
+    (
+        "dev_authorize.html",
+        include_str!("../templates/dev_authorize.html"),
+    ),
 ];
 
 static ENVIRONMENT: LazyLock<Environment<'static>> = LazyLock::new(|| {
     let mut env = Environment::new();
     env.set_formatter(html_formatter);
+    env.add_filter("path_segment", path_segment);
+    env.add_filter("when", when);
     for (name, source) in TEMPLATES {
         // A template that does not compile is a build defect; the unit test below renders
         // every one, and rendering reports the error instead of panicking.
@@ -53,6 +59,29 @@ fn html_formatter(out: &mut Output, state: &State, value: &Value) -> Result<(), 
             Ok(())
         }
         _ => minijinja::escape_formatter(out, state, value),
+    }
+}
+
+/// Percent-encodes a value for one path segment of a link: everything but RFC 3986's
+/// unreserved characters.
+pub fn path_segment(value: &str) -> String {
+    let mut out = String::with_capacity(value.len());
+    for byte in value.bytes() {
+        if byte.is_ascii_alphanumeric() || matches!(byte, b'-' | b'.' | b'_' | b'~') {
+            out.push(char::from(byte));
+        } else {
+            out.push_str(&format!("%{byte:02X}"));
+        }
+    }
+    out
+}
+
+/// An RFC 3339 UTC instant as people read it: `2026-12-03 13:36:16 UTC`. Anything else is
+/// shown as it is.
+pub fn when(value: &str) -> String {
+    match value.strip_suffix('Z').and_then(|v| v.split_once('T')) {
+        Some((day, time)) => format!("{day} {time} UTC"),
+        None => value.to_owned(),
     }
 }
 
@@ -93,6 +122,17 @@ mod tests {
                 "{name} does not compile"
             );
         }
+    }
+
+    #[test]
+    fn instants_read_as_a_day_a_time_and_utc() {
+        assert_eq!(when("2026-12-03T13:36:16Z"), "2026-12-03 13:36:16 UTC");
+        assert_eq!(when("@5ms"), "@5ms");
+    }
+
+    #[test]
+    fn path_segments_escape_slashes_and_spaces() {
+        assert_eq!(path_segment("a b/c"), "a%20b%2Fc");
     }
 
     #[test]

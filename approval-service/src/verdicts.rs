@@ -45,6 +45,32 @@ fn is_party(reviewer: &str, identity: &gitgate_core::api::Identity) -> bool {
         .any(|name| crate::pages::same_person(name, reviewer))
 }
 
+/// The first approver of `ticket` who is a party to the push of `identity` (the pusher, the
+/// person it acts for, or an agent of either), if any. Falls back to the ticket's last
+/// decider for tickets decided before approvals were kept one by one.
+async fn party_approver(
+    tx: &mut VerdictTx,
+    ticket: &Ticket,
+    identity: &gitgate_core::api::Identity,
+) -> Result<Option<String>, StoreError> {
+    let pusher = [
+        Some(identity.subject.as_str()),
+        identity.acting_for.as_deref(),
+    ];
+    let approvals = tx.approvals(&ticket.id).await?;
+    if approvals.is_empty() {
+        let by = ticket.review.as_ref().map_or("", |r| r.by.as_str());
+        return Ok(is_party(by, identity).then(|| by.to_owned()));
+    }
+    Ok(approvals
+        .iter()
+        .find(|a| {
+            let approver = [Some(a.reviewer.as_str()), a.reviewer_acting_for.as_deref()];
+            crate::holds::parties_overlap(&approver, &pusher)
+        })
+        .map(|a| a.reviewer.clone()))
+}
+
 /// The most updates one request may carry; a push with more is refused as malformed.
 pub const MAX_UPDATES: usize = 10_000;
 
@@ -87,6 +113,7 @@ async fn post_verdicts(
         .await
         .map_err(AppError::VerdictStore)?;
     let mut verdicts = Vec::new();
+    let mut records = Vec::new();
     for (position, update) in request.updates.iter().enumerate() {
         let outcome = decide(&state, &mut tx, &request, update, now)
             .await
@@ -106,7 +133,12 @@ async fn post_verdicts(
             "verdict"
         );
         verdicts.push(outcome.verdict);
+        records.push(record);
     }
+    // The push's audit record joins its session's chain in the same transaction.
+    crate::audit::record_verdict(tx.connection(), &request, &verdicts, &records, now)
+        .await
+        .map_err(AppError::VerdictStore)?;
     // The answer leaves only after the commit: the filter never acts on an unrecorded verdict.
     tx.commit().await.map_err(AppError::VerdictStore)?;
     Ok(Json(VerdictResponse {
@@ -183,10 +215,11 @@ async fn decide(
             TicketStatus::Approved
                 if review.and_then(|r| r.expires_at).is_some_and(|t| t > now) =>
             {
-                let by = review.map_or("", |r| r.by.as_str());
-                // The ticket may have been opened by someone else: the approver must not be
-                // the one who now uses the approval, nor the person it acts for.
-                if is_party(by, &request.identity) {
+                // The ticket may have been opened by someone else: no approver (of all N in
+                // an N-of-group approval) may be the one who now uses it, nor the person it
+                // acts for.
+                let party = party_approver(tx, &ticket, &request.identity).await?;
+                if let Some(by) = party {
                     return Ok(Outcome {
                         verdict: RefVerdict::Deny {
                             code: SELF_APPROVED_CODE.to_owned(),
@@ -203,7 +236,11 @@ async fn decide(
                 return Ok(Outcome {
                     verdict: RefVerdict::Allow,
                     rule: ticket.rule.clone(),
-                    allow_reason: Some(format!("approved by {by} in {}", ticket.id)),
+                    allow_reason: Some(format!(
+                        "approved by {} in {}",
+                        review.map_or("a reviewer", |r| r.by.as_str()),
+                        ticket.id
+                    )),
                     ticket: Some(ticket.id),
                 });
             }
@@ -309,8 +346,7 @@ async fn decide_secrets(
                 if review.and_then(|r| r.expires_at).is_some_and(|t| t > now) =>
             {
                 // As for policy tickets: the approver may not use their own approval.
-                let by = review.map_or("", |r| r.by.as_str());
-                if is_party(by, &request.identity) {
+                if let Some(by) = party_approver(tx, &ticket, &request.identity).await? {
                     return Ok(Some(Outcome {
                         verdict: RefVerdict::Deny {
                             code: SELF_APPROVED_CODE.to_owned(),
@@ -547,19 +583,25 @@ fn check_findings(findings: &[SecretFinding], id_len: usize) -> Result<(), AppEr
     Ok(())
 }
 
-fn check_text(field: &str, value: &str) -> Result<(), AppError> {
+/// What is wrong with a text field of a request from the filter (empty, too long, or holding
+/// a control character that would break a log line or a page), if anything. Shared by the
+/// verdict, hold-wait and event endpoints, which check their fields alike.
+pub fn field_problem(field: &str, value: &str) -> Option<String> {
     if value.trim().is_empty() {
-        return Err(bad(format!("{field} is empty")));
-    }
-    if value.chars().count() > MAX_FIELD_CHARS {
-        return Err(bad(format!(
+        Some(format!("{field} is empty"))
+    } else if value.chars().count() > MAX_FIELD_CHARS {
+        Some(format!(
             "{field} is longer than {MAX_FIELD_CHARS} characters"
-        )));
+        ))
+    } else if value.chars().any(char::is_control) {
+        Some(format!("{field} contains a control character"))
+    } else {
+        None
     }
-    if value.chars().any(char::is_control) {
-        return Err(bad(format!("{field} contains a control character")));
-    }
-    Ok(())
+}
+
+fn check_text(field: &str, value: &str) -> Result<(), AppError> {
+    field_problem(field, value).map_or(Ok(()), |message| Err(bad(message)))
 }
 
 fn bad(message: String) -> AppError {

@@ -7,38 +7,9 @@ use std::process::{Command, Output, Stdio};
 
 use serde_json::Value;
 
-/// A GitHub classic token with a valid CRC32 checksum, made from `seed` (never issued).
+/// A fake GitHub classic token made from `seed` (the format is real, the token never issued).
 fn fake_token(seed: u64) -> String {
-    const BASE62: &[u8; 62] = b"0123456789ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz";
-    let mut state = seed;
-    let mut next = || {
-        state = state.wrapping_add(0x9E37_79B9_7F4A_7C15);
-        let mut z = state;
-        z = (z ^ (z >> 30)).wrapping_mul(0xBF58_476D_1CE4_E5B9);
-        z = (z ^ (z >> 27)).wrapping_mul(0x94D0_49BB_1331_11EB);
-        z ^ (z >> 31)
-    };
-    let body: String = (0..30)
-        .map(|_| char::from(BASE62[(next() % 62) as usize]))
-        .collect();
-    let mut crc: u32 = 0xFFFF_FFFF;
-    for &b in body.as_bytes() {
-        crc ^= u32::from(b);
-        for _ in 0..8 {
-            crc = if crc & 1 != 0 {
-                (crc >> 1) ^ 0xEDB8_8320
-            } else {
-                crc >> 1
-            };
-        }
-    }
-    let mut value = !crc;
-    let mut checksum = [b'0'; 6];
-    for slot in checksum.iter_mut().rev() {
-        *slot = BASE62[(value % 62) as usize];
-        value /= 62;
-    }
-    format!("ghp_{body}{}", String::from_utf8_lossy(&checksum))
+    gitgate_scan::fake::github_classic(&mut gitgate_scan::fake::FakeRng::new(seed))
 }
 
 fn gitgate(dir: &Path, args: &[&str], stdin: Option<&str>) -> Output {

@@ -124,12 +124,20 @@ pub struct TestService {
     pub issuer: DevIssuer,
     pub label: &'static str,
     _issuer_dir: TempDir,
+    /// The webhook worker, when webhooks are configured; stopped with the service.
+    notifier: Option<tokio::task::JoinHandle<()>>,
 }
 
 /// How to build a [`TestService`].
 pub struct Options {
     pub policy: Option<&'static str>,
     pub approval_ttl: Duration,
+    /// The cap on a hold wait; `None` keeps the service default.
+    pub hold_wait_max: Option<Duration>,
+    /// The `oidc` section; the default is the development issuer.
+    pub oidc: gitgate::oidc::OidcConfig,
+    /// Webhooks; when any are given the notifier runs.
+    pub webhooks: Vec<gitgate::webhooks::WebhookConfig>,
 }
 
 impl Default for Options {
@@ -137,6 +145,9 @@ impl Default for Options {
         Options {
             policy: None,
             approval_ttl: Duration::from_secs(24 * 3600),
+            hold_wait_max: None,
+            oidc: gitgate::oidc::OidcConfig::default(),
+            webhooks: Vec::new(),
         }
     }
 }
@@ -162,15 +173,39 @@ impl TestService {
         let clock = Clock::system();
         let mut settings = Settings::new(PUBLIC_URL);
         settings.approval_ttl = options.approval_ttl;
-        let state = AppState::new(
+        if let Some(max) = options.hold_wait_max {
+            settings.hold_wait_max = max;
+        }
+        let oidc_settings = gitgate::oidc::OidcSettings::resolve(options.oidc);
+        let dev = oidc_settings.is_dev().then(|| {
+            let claims = gitgate::issuer::provider::ClaimNames {
+                groups: oidc_settings.groups_claim.clone(),
+                roles: oidc_settings.roles_claim.clone(),
+            };
+            let callback = format!("{PUBLIC_URL}{}", gitgate::oidc::CALLBACK_PATH);
+            std::sync::Arc::new(gitgate::issuer::provider::DevProvider::new(
+                &issuer, PUBLIC_URL, &callback, claims,
+            ))
+        });
+        let oidc =
+            gitgate::oidc::OidcClient::new(oidc_settings, PUBLIC_URL, dev).expect("an OIDC client");
+        let mut state = AppState::new(
             settings,
             store.clone(),
             policy,
             verifier,
             Key::generate(),
             clock.clone(),
-        );
+        )
+        .with_oidc(oidc);
+        if let Some(webhooks) =
+            gitgate::webhooks::Webhooks::from_config(&options.webhooks).expect("webhooks")
+        {
+            state = state.with_webhooks(webhooks);
+        }
+        let notifier = gitgate::webhooks::spawn(state.clone());
         TestService {
+            notifier,
             router: app(state),
             store,
             clock,
@@ -261,6 +296,9 @@ impl TestService {
 
     /// Closes the store.
     pub async fn stop(self) {
+        if let Some(notifier) = &self.notifier {
+            notifier.abort();
+        }
         self.store.close().await;
     }
 }
@@ -449,4 +487,63 @@ pub fn push_many(request_id: &str, identity: Value, updates: &[(&str, &str, &str
 pub fn ticket_of(verdict: &Value) -> String {
     assert_eq!(verdict["decision"], "hold", "{verdict}");
     verdict["ticket"].as_str().expect("a ticket id").to_owned()
+}
+
+impl<'a> Browser<'a> {
+    /// Signs in through OpenID Connect with the development issuer, as a person would: the
+    /// sign-in button, the development page (user and groups), the callback.
+    pub async fn sign_in_oidc(&mut self, user: &str, groups: &[&str], reviewer: bool) -> Response {
+        let start = self.get("/login/oidc?next=/").await;
+        assert_eq!(start.status, StatusCode::SEE_OTHER, "{}", start.body);
+        let to_provider = local_path(start.location().expect("a redirect to the provider"));
+        let form = self.get(&to_provider).await;
+        assert_eq!(form.status, StatusCode::OK, "{}", form.body);
+        assert!(form.body.contains("Development only"), "{}", form.body);
+        let mut fields: Vec<(String, String)> = hidden_fields(&form.body);
+        fields.push(("user".into(), user.into()));
+        for group in groups {
+            fields.push(("group".into(), (*group).into()));
+        }
+        if reviewer {
+            fields.push(("role".into(), "reviewer".into()));
+        }
+        let pairs: Vec<(&str, &str)> = fields
+            .iter()
+            .map(|(k, v)| (k.as_str(), v.as_str()))
+            .collect();
+        let granted = self.post("/dev/oidc/authorize", &pairs).await;
+        assert_eq!(granted.status, StatusCode::SEE_OTHER, "{}", granted.body);
+        let callback = local_path(granted.location().expect("a redirect to the callback"));
+        self.get(&callback).await
+    }
+}
+
+/// The path and query of a URL on the test service.
+pub fn local_path(url: &str) -> String {
+    url.strip_prefix(PUBLIC_URL).unwrap_or(url).to_owned()
+}
+
+/// Every hidden input of a page, as (name, value), HTML entities of values decoded.
+pub fn hidden_fields(page: &str) -> Vec<(String, String)> {
+    let mut fields = Vec::new();
+    for part in page.split("<input type=\"hidden\" name=\"").skip(1) {
+        let Some((name, rest)) = part.split_once('"') else {
+            continue;
+        };
+        let Some(value) = rest
+            .strip_prefix(" value=\"")
+            .and_then(|v| v.split_once('"'))
+            .map(|(v, _)| v)
+        else {
+            continue;
+        };
+        let value = value
+            .replace("&quot;", "\"")
+            .replace("&#x27;", "'")
+            .replace("&lt;", "<")
+            .replace("&gt;", ">")
+            .replace("&amp;", "&");
+        fields.push((name.to_owned(), value));
+    }
+    fields
 }
