@@ -21,6 +21,7 @@ pub mod envoy;
 mod error;
 pub mod git;
 pub mod http;
+pub mod oidc;
 pub mod paths;
 pub mod process;
 pub mod repo;
@@ -33,6 +34,8 @@ pub use git::{Git, GitOutput};
 pub use http::HttpResponse;
 pub use paths::{Binaries, workspace_root};
 pub use repo::{Contents, ObjectFormat, RepoOptions};
-pub use stack::{LogsOnFailure, PortChoice, Ports, Stack, StackOptions, TokenOptions};
+pub use stack::{
+    IdentityProvider, LogsOnFailure, PortChoice, Ports, Stack, StackOptions, TokenOptions,
+};
 pub use upstream::UpstreamServer;
 pub use upstream_log::{AuthorizationSeen, Outcome, UpstreamRequest};

@@ -26,10 +26,11 @@ use std::time::Duration;
 
 use tempfile::TempDir;
 
-use crate::envoy;
+use crate::envoy::{self, GitCredential};
 use crate::error::{HarnessError, Result};
 use crate::git::{self, Git};
 use crate::http::{self, HttpResponse};
+use crate::oidc::{OidcOptions, OidcProvider};
 use crate::paths::{Binaries, workspace_root};
 use crate::process::{self, ManagedProcess};
 use crate::repo::{self, RepoOptions};
@@ -37,6 +38,20 @@ use crate::upstream_log::{self, UpstreamRequest};
 
 /// Time a `gitgate` CLI call may take.
 const CLI_TIMEOUT: Duration = Duration::from_secs(60);
+
+/// The variable through which Envoy's filter and the approval service share the filter token
+/// (`approval.token.env` of the shipped configuration, and `gitgate serve`'s own).
+pub const FILTER_TOKEN_ENV: &str = "GITGATE_FILTER_TOKEN";
+
+/// The shared secret of the filter and the service, one per stack; `Debug` leaves it out.
+#[derive(Clone)]
+struct FilterToken(String);
+
+impl std::fmt::Debug for FilterToken {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("FilterToken(..)")
+    }
+}
 
 /// Default time the stack gets to come up. Envoy compiles the filter module with V8 on start,
 /// which takes seconds on a busy two-core machine.
@@ -117,10 +132,22 @@ pub struct StackOptions {
     pub service_env: Vec<(String, String)>,
     /// Extra arguments for `gitgate serve`.
     pub service_args: Vec<String>,
+    /// A configuration file for `gitgate serve --config`, as YAML text; written into the state
+    /// directory with the OpenID provider's placeholders filled in (see
+    /// [`IdentityProvider::Oidc`]), e.g. `oidc: { issuer: "{oidc_issuer}", client_id:
+    /// "{oidc_reviewer_client_id}" }`.
+    pub service_config: Option<String>,
     /// How long start-up may take.
     pub startup_timeout: Duration,
     /// The programs to run; [`Binaries::locate`] when `None`.
     pub binaries: Option<Binaries>,
+    /// Who issues the tokens jwt_authn accepts: the dev issuer (`gitgate dev token`), or a real
+    /// OpenID provider started with the stack.
+    pub identity_provider: IdentityProvider,
+    /// The filter's `approval.hold_window_ms` (hold and forward); `None` leaves the shipped
+    /// configuration's value. Test stacks default to `Some(0)`: a held push is refused at once,
+    /// which most tests expect.
+    pub hold_window_ms: Option<u64>,
 }
 
 impl Default for StackOptions {
@@ -132,10 +159,41 @@ impl Default for StackOptions {
             envoy_edits: Vec::new(),
             service_env: Vec::new(),
             service_args: Vec::new(),
+            service_config: None,
             startup_timeout: DEFAULT_STARTUP_TIMEOUT,
             binaries: None,
+            identity_provider: IdentityProvider::DevIssuer,
+            hold_window_ms: Some(0),
         }
     }
+}
+
+impl StackOptions {
+    /// The default options with a real OpenID provider in front (see [`IdentityProvider::Oidc`]).
+    pub fn with_oidc() -> Self {
+        StackOptions {
+            identity_provider: IdentityProvider::Oidc(OidcOptions::default()),
+            ..StackOptions::default()
+        }
+    }
+}
+
+/// Where the gateway's tokens come from.
+#[derive(Debug, Clone, Default)]
+pub enum IdentityProvider {
+    /// The dev issuer of `gitgate dev init`: jwt_authn reads its key set from a local file, and
+    /// [`Stack::token`] mints tokens.
+    #[default]
+    DevIssuer,
+    /// A real OpenID provider (`oidc-provider` under Node, see [`crate::oidc`]), started before
+    /// the service: jwt_authn fetches its key set over HTTP (`remote_jwks`), and tokens come from
+    /// [`Stack::oidc`]. The dev issuer still signs reviewers in on the service's pages.
+    ///
+    /// In [`StackOptions::service_args`], [`StackOptions::service_config`] and the values of
+    /// [`StackOptions::service_env`], the texts `{oidc_issuer}`, `{oidc_reviewer_client_id}`
+    /// and `{oidc_reviewer_client_secret}` are replaced with the provider's (pass the secret
+    /// through the environment: `GITGATE_OIDC_CLIENT_SECRET`).
+    Oidc(OidcOptions),
 }
 
 /// What a dev token says about its holder (`gitgate dev token`).
@@ -231,6 +289,8 @@ struct Layout {
     envoy_log: PathBuf,
     /// The upstream's JSON request log.
     upstream_requests: PathBuf,
+    /// The OpenID provider's files, when there is one.
+    oidc: PathBuf,
 }
 
 impl Layout {
@@ -247,6 +307,7 @@ impl Layout {
             service_log: logs.join("service.log"),
             envoy_log: logs.join("envoy.log"),
             upstream_requests: logs.join("upstream-requests.jsonl"),
+            oidc: root.join("oidc"),
         }
     }
 }
@@ -260,6 +321,12 @@ pub struct Stack {
     layout: Layout,
     binaries: Binaries,
     options: StackOptions,
+    /// The Git server's credential, which Envoy injects and the upstream requires.
+    git_credential: GitCredential,
+    /// The token Envoy's filter sends the approval service, and the service requires.
+    filter_token: FilterToken,
+    /// The OpenID provider, with [`IdentityProvider::Oidc`].
+    oidc: Option<OidcProvider>,
     /// The temporary state directory, if the stack made one; `None` after shutdown.
     temp: Mutex<Option<TempDir>>,
     upstream: Mutex<Option<ManagedProcess>>,
@@ -304,8 +371,20 @@ impl Stack {
     ///
     /// If the stack cannot start; the message carries the logs.
     pub fn shared() -> &'static Stack {
+        Stack::shared_with(StackOptions::default)
+    }
+
+    /// The stack shared by every test in this test binary, like [`Stack::shared`], but started
+    /// with the options `make` gives (for example [`StackOptions::with_oidc`]). The first call
+    /// in a test binary starts it; later calls get that stack whatever their options, so a test
+    /// binary should use one kind of shared stack only.
+    ///
+    /// # Panics
+    ///
+    /// If the stack cannot start; the message carries the logs.
+    pub fn shared_with(make: fn() -> StackOptions) -> &'static Stack {
         SHARED.get_or_init(|| {
-            let stack = match start_on_lasting_thread() {
+            let stack = match start_on_lasting_thread(make) {
                 Ok(stack) => stack,
                 Err(err) => panic!("the shared gitgate stack did not start: {err}"),
             };
@@ -345,6 +424,19 @@ impl Stack {
         if !layout.repos.join(repo::DEMO_REPO).exists() {
             repo::seed_demo(&layout.repos)?;
         }
+        let git_credential = envoy::write_git_credential(&layout.root)?;
+        // Fresh per stack, and only ever in the two processes' environments: never in a file
+        // or on a command line.
+        let filter_token = FilterToken(envoy::random_password()?);
+        // First, so that the service's arguments can name it; dropped with the stack on error.
+        let oidc = match &options.identity_provider {
+            IdentityProvider::DevIssuer => None,
+            IdentityProvider::Oidc(oidc_options) => Some(OidcProvider::start(
+                &layout.oidc,
+                oidc_options,
+                &format!("http://127.0.0.1:{}", ports.service),
+            )?),
+        };
 
         // From here on a failure drops the stack, which stops whatever was started.
         let stack = Stack {
@@ -352,6 +444,9 @@ impl Stack {
             layout,
             binaries,
             options,
+            git_credential,
+            filter_token,
+            oidc,
             temp: Mutex::new(temp),
             upstream: Mutex::new(None),
             service: Mutex::new(None),
@@ -377,7 +472,9 @@ impl Stack {
             .arg("--root")
             .arg(&self.layout.repos)
             .arg("--log")
-            .arg(&self.layout.upstream_requests);
+            .arg(&self.layout.upstream_requests)
+            .arg("--credential-file")
+            .arg(&self.git_credential.file);
         let process = ManagedProcess::spawn("upstream", command, &self.layout.upstream_log)?;
         *lock(&self.upstream) = Some(process);
         Ok(())
@@ -409,16 +506,43 @@ impl Stack {
         if let Some(policy) = &self.options.policy {
             command.arg("--policy").arg(policy);
         }
-        command.args(&self.options.service_args);
+        if let Some(text) = &self.options.service_config {
+            let path = self.layout.root.join("service.yaml");
+            std::fs::write(&path, self.fill_in_oidc(text))
+                .map_err(|e| HarnessError::io("write", &path, e))?;
+            command.arg("--config").arg(&path);
+        }
+        command.args(
+            self.options
+                .service_args
+                .iter()
+                .map(|a| self.fill_in_oidc(a)),
+        );
         scrub_gitgate_env(&mut command);
+        // Before the test's own environment, which may take it away again.
+        command.env(FILTER_TOKEN_ENV, &self.filter_token.0);
         // Plain text in the log file; colour codes only help on a terminal.
         command.env("NO_COLOR", "1");
         for (key, value) in &self.options.service_env {
-            command.env(key, value);
+            command.env(key, self.fill_in_oidc(value));
         }
         let process = ManagedProcess::spawn("service", command, &self.layout.service_log)?;
         *lock(&self.service) = Some(process);
         Ok(())
+    }
+
+    /// `text` with the OpenID provider's placeholders filled in (see [`IdentityProvider::Oidc`]).
+    fn fill_in_oidc(&self, text: &str) -> String {
+        match &self.oidc {
+            None => text.to_owned(),
+            Some(oidc) => text
+                .replace("{oidc_issuer}", oidc.issuer())
+                .replace("{oidc_reviewer_client_id}", crate::oidc::REVIEWER_CLIENT_ID)
+                .replace(
+                    "{oidc_reviewer_client_secret}",
+                    oidc.reviewer_client_secret(),
+                ),
+        }
     }
 
     fn wait_service(&self) -> Result<()> {
@@ -436,12 +560,22 @@ impl Stack {
         let template_path = workspace_root().join(envoy::LOCAL_CONFIG);
         let template = std::fs::read_to_string(&template_path)
             .map_err(|e| HarnessError::io("read", &template_path, e))?;
-        let rendered = envoy::render(
-            &template,
-            &self.ports,
-            &self.binaries.wasm,
-            &self.layout.dev.join("jwks.json"),
-        )?;
+        let jwks = self.layout.dev.join("jwks.json");
+        let files = envoy::Files {
+            wasm: &self.binaries.wasm,
+            jwks: &jwks,
+            credential_sds: &self.git_credential.sds,
+        };
+        let mut rendered = envoy::render(&template, &self.ports, &files)?;
+        if let Some(oidc) = &self.oidc {
+            let edits = envoy::remote_jwks_edits(&oidc.remote_jwks(), &jwks);
+            rendered = envoy::edit(&rendered, &edits)?;
+        }
+        if let Some(window) = self.options.hold_window_ms {
+            let anchor = "\n                      authority: gitgate-approval\n";
+            let line = format!("{anchor}                      hold_window_ms: {window}\n");
+            rendered = envoy::edit(&rendered, &[(anchor.to_owned(), line)])?;
+        }
         let rendered = envoy::edit(&rendered, &self.options.envoy_edits)?;
         let config = &self.layout.envoy_config;
         std::fs::write(config, rendered).map_err(|e| HarnessError::io("write", config, e))?;
@@ -456,7 +590,9 @@ impl Stack {
             .arg("-c")
             .arg(config)
             .args(["--concurrency", "1", "-l", "info"])
-            .args(["--base-id", &base_id.to_string()]);
+            .args(["--base-id", &base_id.to_string()])
+            // Read by the filter through `host_env_keys`; not in the rendered configuration.
+            .env(FILTER_TOKEN_ENV, &self.filter_token.0);
         let process = ManagedProcess::spawn("envoy", command, &self.layout.envoy_log)?;
         *lock(&self.envoy) = Some(process);
 
@@ -500,6 +636,9 @@ impl Stack {
                 process.stop();
             }
         }
+        if let Some(oidc) = &self.oidc {
+            oidc.stop();
+        }
         if let Some(temp) = lock(&self.temp).take()
             && std::env::var_os("GITGATE_KEEP_STATE").is_some()
         {
@@ -528,13 +667,43 @@ impl Stack {
         )
     }
 
-    /// The URL of a repository on the upstream directly, bypassing the gateway.
+    /// The URL of a repository on the upstream directly, bypassing the gateway, with the Git
+    /// server's credential as its user information (which git sends once the upstream's Basic
+    /// challenge asks for it), e.g. `http://gitgate-gateway:PASSWORD@127.0.0.1:PORT/demo.git`.
     pub fn upstream_url(&self, repo: &str) -> String {
+        format!(
+            "http://{}@127.0.0.1:{}/{}",
+            self.git_credential.userinfo(),
+            self.ports.upstream,
+            repo.trim_start_matches('/')
+        )
+    }
+
+    /// The URL of a repository (or any path) on the upstream without a credential: the
+    /// upstream answers it 401 unless the request carries [`Stack::upstream_authorization`].
+    pub fn upstream_url_without_credential(&self, repo: &str) -> String {
         format!(
             "http://127.0.0.1:{}/{}",
             self.ports.upstream,
             repo.trim_start_matches('/')
         )
+    }
+
+    /// The `Authorization` value the upstream wants: the Git server's credential, which the
+    /// gateway injects and agents never hold.
+    pub fn upstream_authorization(&self) -> &str {
+        self.git_credential.header()
+    }
+
+    /// The token the gateway's filter sends the approval service on every callout, and the
+    /// service requires on `/v1/verdicts`, `/v1/holds/wait` and `/v1/events`.
+    pub fn filter_token(&self) -> &str {
+        &self.filter_token.0
+    }
+
+    /// The SDS file of the Git server's credential (for another Envoy in front of the upstream).
+    pub fn git_credential_sds(&self) -> PathBuf {
+        self.git_credential.sds.clone()
     }
 
     /// A URL of the approval service; `path` starts with `/` or is empty.
@@ -548,6 +717,11 @@ impl Stack {
     }
 
     // ---- identity -------------------------------------------------------------------------
+
+    /// The OpenID provider, when the stack was started with [`IdentityProvider::Oidc`].
+    pub fn oidc(&self) -> Option<&OidcProvider> {
+        self.oidc.as_ref()
+    }
 
     /// Mints a dev token for `subject` with `gitgate dev token`.
     pub fn token(&self, subject: &str, options: &TokenOptions) -> Result<String> {
@@ -686,11 +860,15 @@ impl Stack {
     // ---- logs -----------------------------------------------------------------------------
 
     fn log_paths(&self) -> Vec<PathBuf> {
-        vec![
+        let mut paths = vec![
             self.layout.envoy_log.clone(),
             self.layout.service_log.clone(),
             self.layout.upstream_log.clone(),
-        ]
+        ];
+        if let Some(oidc) = &self.oidc {
+            paths.push(oidc.log_path().to_owned());
+        }
+        paths
     }
 
     /// Envoy's output (its log and its access log).
@@ -755,12 +933,12 @@ impl Drop for LogsOnFailure<'_> {
 /// spawned the process ends, not the process. The first test to ask for the shared stack runs on
 /// a thread of its own that ends with that test; started from there, Envoy would stop under
 /// every later test.
-fn start_on_lasting_thread() -> Result<Stack> {
+fn start_on_lasting_thread(make: fn() -> StackOptions) -> Result<Stack> {
     let (started, outcome) = std::sync::mpsc::channel();
     std::thread::Builder::new()
         .name("gitgate-shared-stack".into())
         .spawn(move || {
-            let _ = started.send(Stack::start());
+            let _ = started.send(Stack::start_with(make()));
             loop {
                 std::thread::park();
             }

@@ -24,6 +24,10 @@ const ADMIN_PORT: u16 = 9901;
 /// Time each server gets to become ready; Envoy compiles the module with V8 first.
 const STARTUP: Duration = Duration::from_secs(90);
 
+/// The variable through which Envoy's filter and the approval service share the filter token
+/// (the shipped configuration's `host_env_keys` and `approval.token.env`).
+const FILTER_TOKEN_ENV: &str = "GITGATE_FILTER_TOKEN";
+
 /// Time a server gets to exit after SIGTERM before its group gets SIGKILL.
 const STOP_GRACE: Duration = Duration::from_secs(5);
 
@@ -159,6 +163,16 @@ fn http_ok(port: u16, path: &str) -> bool {
     stream.read_exact(&mut head).is_ok() && head.starts_with(b"HTTP/1.1 200")
 }
 
+/// A fresh filter token for this run: 32 random bytes, hex. It lives only in the environments
+/// of the service and Envoy, so a restarted demo simply makes a new one.
+fn fresh_filter_token() -> Result<String> {
+    let mut bytes = [0u8; 32];
+    std::fs::File::open("/dev/urandom")
+        .and_then(|mut file| file.read_exact(&mut bytes))
+        .context("reading /dev/urandom")?;
+    Ok(bytes.iter().map(|b| format!("{b:02x}")).collect())
+}
+
 /// Fails with a clear message if a demo port is taken (another demo, or another Envoy).
 fn check_ports_free() -> Result<()> {
     for (port, what) in [
@@ -185,6 +199,8 @@ pub fn run(root: &Path) -> Result<()> {
     let logs = state.join("logs");
     std::fs::create_dir_all(&logs).with_context(|| format!("creating {}", logs.display()))?;
     crate::dev_init(root)?;
+    crate::ensure_git_credential(root)?;
+    let filter_token = fresh_filter_token()?;
 
     // SAFETY: the handler only stores to an atomic, which is async-signal-safe.
     unsafe {
@@ -211,6 +227,8 @@ pub fn run(root: &Path) -> Result<()> {
                 "--log",
                 ".gitgate/logs/upstream-requests.jsonl",
             ])
+            // The Git server wants its own credential, which Envoy injects after the gate.
+            .args(["--credential-file", crate::GIT_CREDENTIAL])
             .arg("--seed-demo");
         Server::spawn("gitgate-upstream", command, logs.join("upstream.log"))?
     };
@@ -222,7 +240,11 @@ pub fn run(root: &Path) -> Result<()> {
             .args(["--listen", &addr(SERVICE_PORT).to_string()])
             .args(["--database", "sqlite://.gitgate/gitgate.db"])
             .args(["--dev-issuer-dir", crate::DEV_DIR])
-            .args(["--public-url", &format!("http://127.0.0.1:{SERVICE_PORT}")]);
+            .args(["--public-url", &format!("http://127.0.0.1:{SERVICE_PORT}")])
+            // The filter API answers only the gateway's filter, which has the same token; a
+            // token file from the caller's environment would make two sources.
+            .env(FILTER_TOKEN_ENV, &filter_token)
+            .env_remove("GITGATE_FILTER_TOKEN_FILE");
         Server::spawn("gitgate serve", command, logs.join("service.log"))?
     };
     wait_ready(&mut upstream, || {
@@ -243,7 +265,9 @@ pub fn run(root: &Path) -> Result<()> {
                 "-l",
                 "info",
             ])
-            .args(["--base-id", &base_id]);
+            .args(["--base-id", &base_id])
+            // Read by the filter through `host_env_keys`, never written into its configuration.
+            .env(FILTER_TOKEN_ENV, &filter_token);
         Server::spawn("envoy", command, logs.join("envoy.log"))?
     };
     wait_ready(&mut envoy, || http_ok(ADMIN_PORT, "/ready"))?;
@@ -279,6 +303,11 @@ gitgate demo is up.
   approval pages         {pages}
   envoy admin            http://127.0.0.1:{ADMIN_PORT}/
   logs                   .gitgate/logs/  (envoy.log has the access log with each decision)
+
+The Git server behind the gateway wants its own credential (.gitgate/git-credential), which
+only Envoy adds, after the gate; agents never hold it, and their tokens stop at the gateway.
+The approval service's filter API answers only the gateway's filter: both were given a fresh
+random token (GITGATE_FILTER_TOKEN) for this run.
 
 In another terminal, from this project folder (the first `cargo xtask token` builds the
 gitgate binary, which takes a minute), as an agent acting for alice:

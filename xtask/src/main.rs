@@ -30,6 +30,18 @@ const WASM_PATH: &str = "target/wasm32-wasip1/release/gitgate_filter.wasm";
 /// The dev issuer of the local stack, relative to the workspace root.
 const DEV_DIR: &str = ".gitgate/dev";
 
+/// The Git server's credential of the local stack (`Basic <base64 user:password>`), which
+/// Envoy injects and `gitgate-upstream` requires, and the file-based SDS resource naming it, as
+/// `envoy/gitgate-local.yaml` refers to it. Relative to the workspace root.
+const GIT_CREDENTIAL: &str = ".gitgate/git-credential";
+const GIT_CREDENTIAL_SDS: &str = ".gitgate/git-credential.sds.yaml";
+
+/// The user name of that credential.
+const GIT_CREDENTIAL_USER: &str = "gitgate-gateway";
+
+/// The npm test peers (`oidc-provider` for the OpenID tests), installed with `npm ci`.
+const NODE_PEERS_DIR: &str = "integration/node";
+
 /// The Node runner for the core's tests compiled to wasm32-wasip1.
 const WASI_RUNNER: &str = "filter/wasi-test-runner.mjs";
 
@@ -245,6 +257,75 @@ fn ensure_browser() -> Result<()> {
     Ok(())
 }
 
+/// The npm test peers in `integration/node`: `npm ci` when `node_modules` is missing or older
+/// than `package-lock.json` (npm writes `node_modules/.package-lock.json` after every install,
+/// so an install that predates the lock file is stale).
+fn ensure_node_peers(root: &Path) -> Result<()> {
+    let dir = root.join(NODE_PEERS_DIR);
+    let lock = dir.join("package-lock.json");
+    let installed = dir.join("node_modules/.package-lock.json");
+    let modified = |path: &Path| std::fs::metadata(path).and_then(|m| m.modified()).ok();
+    let fresh = match (modified(&lock), modified(&installed)) {
+        (Some(lock), Some(installed)) => installed >= lock,
+        _ => false,
+    };
+    if fresh {
+        eprintln!("found {NODE_PEERS_DIR}/node_modules, up to date with package-lock.json");
+        return Ok(());
+    }
+    step(&format!(
+        "installing the npm test peers (npm ci in {NODE_PEERS_DIR})"
+    ));
+    let mut command = Command::new("npm");
+    command
+        .current_dir(&dir)
+        .args(["ci", "--no-audit", "--no-fund"]);
+    run(command)
+        .context("npm ci (Node.js 20 or later and npm are needed: apt-get install nodejs npm)")
+}
+
+/// The demo's Git server credential and its SDS file: a fresh random password the first time,
+/// kept afterwards (delete `.gitgate/` to start afresh). `envoy --mode validate` needs the SDS
+/// file to exist, so validation makes it too.
+fn ensure_git_credential(root: &Path) -> Result<()> {
+    use base64::Engine as _;
+    let credential = root.join(GIT_CREDENTIAL);
+    if let Some(dir) = credential.parent() {
+        std::fs::create_dir_all(dir).with_context(|| format!("creating {}", dir.display()))?;
+    }
+    if !credential.is_file() {
+        let mut bytes = [0u8; 24];
+        std::fs::File::open("/dev/urandom")
+            .and_then(|mut file| std::io::Read::read_exact(&mut file, &mut bytes))
+            .context("reading /dev/urandom")?;
+        let password: String = bytes.iter().map(|b| format!("{b:02x}")).collect();
+        let basic = base64::engine::general_purpose::STANDARD
+            .encode(format!("{GIT_CREDENTIAL_USER}:{password}"));
+        use std::os::unix::fs::OpenOptionsExt;
+        let mut file = std::fs::OpenOptions::new()
+            .write(true)
+            .create_new(true)
+            .mode(0o600)
+            .open(&credential)
+            .with_context(|| format!("creating {}", credential.display()))?;
+        std::io::Write::write_all(&mut file, format!("Basic {basic}\n").as_bytes())
+            .with_context(|| format!("writing {}", credential.display()))?;
+        eprintln!("wrote a new Git server credential to {GIT_CREDENTIAL}");
+    }
+    // The SDS resource names the value's file, relative to Envoy's working directory (the
+    // workspace root), so the value itself is in one file only.
+    let sds = root.join(GIT_CREDENTIAL_SDS);
+    let resource = format!(
+        "resources:\n\
+         - \"@type\": type.googleapis.com/envoy.extensions.transport_sockets.tls.v3.Secret\n  \
+         name: git_server_credential\n  \
+         generic_secret:\n    \
+         secret:\n      \
+         filename: {GIT_CREDENTIAL}\n"
+    );
+    std::fs::write(&sds, resource).with_context(|| format!("writing {}", sds.display()))
+}
+
 /// Builds the filter module.
 fn build_wasm(root: &Path) -> Result<()> {
     step("building the filter module (wasm32-wasip1, release)");
@@ -331,14 +412,22 @@ fn validate_all(root: &Path) -> Result<()> {
     build_wasm(root)?;
     build_binaries(root)?;
     dev_init(root)?;
+    ensure_git_credential(root)?;
     validate(root, &envoy)
 }
 
 /// `envoy --mode validate` on every `envoy/*.yaml`, from the workspace root so the relative
 /// module and key-set paths in them resolve. Validation loads the module and runs its
-/// configuration step, so a plugin configuration the filter refuses fails here.
+/// configuration step, so a plugin configuration the filter refuses fails here; that step
+/// reads the approval service's token from the environment (`host_env_keys`), so Envoy gets a
+/// throwaway one.
 fn validate(root: &Path, envoy: &Path) -> Result<()> {
     step("validating envoy/*.yaml");
+    let mut bytes = [0u8; 32];
+    std::fs::File::open("/dev/urandom")
+        .and_then(|mut file| std::io::Read::read_exact(&mut file, &mut bytes))
+        .context("reading /dev/urandom")?;
+    let throwaway_token: String = bytes.iter().map(|b| format!("{b:02x}")).collect();
     if !root.join(WASM_PATH).is_file() {
         bail!("{WASM_PATH} is missing: run `cargo xtask wasm`");
     }
@@ -362,7 +451,8 @@ fn validate(root: &Path, envoy: &Path) -> Result<()> {
         command
             .current_dir(root)
             .args(["--mode", "validate", "-l", "warning", "-c"])
-            .arg(&config);
+            .arg(&config)
+            .env("GITGATE_FILTER_TOKEN", &throwaway_token);
         run(command).with_context(|| format!("{shown} is not a valid Envoy configuration"))?;
     }
     Ok(())
@@ -417,6 +507,10 @@ fn test(root: &Path) -> Result<()> {
     step("set-up: Chromium and ChromeDriver");
     record("browser-set-up", ensure_browser());
 
+    // The OpenID provider of the identity tests; without it those tests fail and say so.
+    step("set-up: npm test peers");
+    record("node-set-up", ensure_node_peers(root));
+
     step("cargo fmt --all --check");
     let mut fmt = cargo(root);
     fmt.args(["fmt", "--all", "--check"]);
@@ -426,6 +520,7 @@ fn test(root: &Path) -> Result<()> {
     build_wasm(root)?;
     build_binaries(root)?;
     dev_init(root)?;
+    ensure_git_credential(root)?;
 
     record("validate", validate(root, &envoy));
 
@@ -456,5 +551,34 @@ fn test(root: &Path) -> Result<()> {
         Ok(())
     } else {
         bail!("failed steps: {}", failed.join(", "))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_demo_credential_is_made_once_and_its_sds_file_names_it() {
+        let root = std::env::temp_dir().join(format!("xtask-credential-{}", std::process::id()));
+        let _ = std::fs::remove_dir_all(&root);
+        ensure_git_credential(&root).unwrap();
+        let first = std::fs::read_to_string(root.join(GIT_CREDENTIAL)).unwrap();
+        assert!(first.starts_with("Basic "), "{first}");
+        ensure_git_credential(&root).unwrap();
+        let again = std::fs::read_to_string(root.join(GIT_CREDENTIAL)).unwrap();
+        assert_eq!(first, again, "a second run keeps the credential");
+
+        let sds = std::fs::read_to_string(root.join(GIT_CREDENTIAL_SDS)).unwrap();
+        assert_eq!(
+            sds,
+            "resources:\n\
+             - \"@type\": type.googleapis.com/envoy.extensions.transport_sockets.tls.v3.Secret\n\
+             \x20 name: git_server_credential\n\
+             \x20 generic_secret:\n\
+             \x20   secret:\n\
+             \x20     filename: .gitgate/git-credential\n"
+        );
+        let _ = std::fs::remove_dir_all(&root);
     }
 }

@@ -55,8 +55,10 @@ const FILE_MB: u64 = 10;
 /// How often Envoy's resident memory is sampled during the large push.
 const RSS_SAMPLE: Duration = Duration::from_millis(10);
 
-/// The only HTTP filter the plain Envoy keeps.
+/// The HTTP filters the plain Envoy keeps: the router, and the injector of the Git server's
+/// credential (the upstream wants it from every client).
 const ROUTER_FILTER: &str = "envoy.filters.http.router";
+const CREDENTIAL_FILTER: &str = "envoy.filters.http.credential_injector";
 
 /// The branch the small pushes and the large pushes go to; the policy protects only `main`.
 const BENCH_BRANCH: &str = "refs/heads/bench";
@@ -83,6 +85,24 @@ struct Args {
     /// with `secrets: { enabled: false }`), to tell the scan's cost from the gate's.
     #[arg(long, default_value = "on", value_parser = ["on", "off"])]
     secrets: String,
+    /// What to time: `git` (ls-remote, clone, pushes, memory) or `mask` (response masking of
+    /// large text and JSON bodies, and a clone of a repository with no maskable text).
+    #[arg(long, default_value = "git", value_parser = ["git", "mask"])]
+    mode: String,
+    /// Scanning of fetched packs in the gate (`mask` mode): `on` (the shipped configuration)
+    /// or `off` (`fetch: { enabled: false }`).
+    #[arg(long, default_value = "on", value_parser = ["on", "off"])]
+    fetch: String,
+    /// The audit record in the gate: `on` (the shipped configuration) or `off` (`audit: {
+    /// enabled: false }`), to tell its cost from the rest of the gate's.
+    #[arg(long, default_value = "on", value_parser = ["on", "off"])]
+    audit: String,
+    /// Size of each body of the `mask` mode, in MB.
+    #[arg(long, default_value_t = 32)]
+    body_mb: u64,
+    /// Size of the repository cloned in the `mask` mode, in MB of incompressible data.
+    #[arg(long, default_value_t = 50)]
+    clone_mb: u64,
 }
 
 /// Which Envoy a command goes through.
@@ -132,6 +152,9 @@ fn run(args: &Args) -> Result<()> {
     let scratch = TempDir::with_prefix("gitgate-bench-")?;
     let client = Client::new(scratch.path(), &stack, &plain, &token)?;
     let mut report = Report::default();
+    if args.mode == "mask" {
+        return mask::run(args, &stack, &client, report, &binaries);
+    }
 
     // Memory first, so that "before" is an Envoy that has served one ls-remote and nothing
     // else, and the peak shows what the large push itself costs.
@@ -167,6 +190,21 @@ fn run(args: &Args) -> Result<()> {
 /// The gitgate stack, with secret scanning turned off when `--secrets off` says so.
 fn start_stack(args: &Args) -> Result<Stack> {
     let mut options = StackOptions::default();
+    if args.fetch == "off" {
+        // Before `approval`, which the gate's configuration opens with.
+        let first = "                    approval:\n";
+        options.envoy_edits.push((
+            first.to_owned(),
+            format!("                    fetch: {{ enabled: false }}\n{first}"),
+        ));
+    }
+    if args.audit == "off" {
+        let first = "                    approval:\n";
+        options.envoy_edits.push((
+            first.to_owned(),
+            format!("                    audit: {{ enabled: false }}\n{first}"),
+        ));
+    }
     if args.secrets == "off" {
         // The gate's configuration ends its `identity` section with this line.
         let last = "payload_key: jwt_payload";
@@ -207,13 +245,16 @@ impl PlainEnvoy {
             ..stack.ports()
         };
         let dir = TempDir::with_prefix("gitgate-plain-envoy-")?;
-        // The wasm and key-set paths are rendered too, though nothing in the result reads them.
-        let rendered = envoy::render(
-            &template,
-            &ports,
-            Path::new(envoy::WASM_PATH),
-            &stack.dev_issuer_dir().join("jwks.json"),
-        )?;
+        // The wasm and key-set paths are rendered too, though nothing in the result reads them;
+        // the credential is the stack's, which the upstream wants from this Envoy too.
+        let jwks = stack.dev_issuer_dir().join("jwks.json");
+        let credential_sds = stack.git_credential_sds();
+        let files = envoy::Files {
+            wasm: Path::new(envoy::WASM_PATH),
+            jwks: &jwks,
+            credential_sds: &credential_sds,
+        };
+        let rendered = envoy::render(&template, &ports, &files)?;
         let config = dir.path().join("plain-envoy.yaml");
         std::fs::write(&config, router_only(&rendered)?)?;
 
@@ -256,7 +297,8 @@ impl PlainEnvoy {
     }
 }
 
-/// The configuration with every HTTP filter of every listener taken out but the router.
+/// The configuration with every HTTP filter of every listener taken out but the Git server's
+/// credential injector and the router.
 fn router_only(config: &str) -> Result<String> {
     let mut doc: Value = serde_norway::from_str(config).context("parsing the Envoy config")?;
     let listeners = doc
@@ -283,8 +325,10 @@ fn router_only(config: &str) -> Result<String> {
                 else {
                     continue;
                 };
-                http_filters
-                    .retain(|f| f.get("name").and_then(Value::as_str) == Some(ROUTER_FILTER));
+                http_filters.retain(|f| {
+                    let name = f.get("name").and_then(Value::as_str);
+                    name == Some(ROUTER_FILTER) || name == Some(CREDENTIAL_FILTER)
+                });
                 kept += http_filters.len();
             }
         }
@@ -720,6 +764,10 @@ impl Report {
             )?;
         }
         writeln!(out)?;
+        if self.memory.is_empty() {
+            // The `mask` mode reads no memory.
+            return Ok(out);
+        }
         writeln!(
             out,
             "| Envoy during one {} MB push | RSS before | peak RSS (VmHWM) | peak - before | \
@@ -784,12 +832,9 @@ mod tests {
         for gone in ["jwt_authn", "gitgate_basic_auth", "envoy.filters.http.wasm"] {
             assert!(!plain.contains(gone), "{gone} is still in:\n{plain}");
         }
-        // Everything around the filters stays: the route, the upstream cluster, the timeouts.
-        for kept in [
-            "gitgate_upstream",
-            "stream_idle_timeout",
-            "request_headers_to_remove",
-        ] {
+        // Everything around the filters stays: the route, the upstream cluster, the timeouts,
+        // and the Git server's credential.
+        for kept in ["gitgate_upstream", "stream_idle_timeout", CREDENTIAL_FILTER] {
             assert!(plain.contains(kept), "{kept} is missing from:\n{plain}");
         }
     }
@@ -818,5 +863,209 @@ mod tests {
             counts.iter().all(|&c| (250..550).contains(&c)),
             "{counts:?}"
         );
+    }
+}
+
+// ---- masking figures (`--mode mask`) --------------------------------------------------------
+
+/// Response masking through the gate against the plain Envoy: large text and JSON bodies
+/// served by the upstream's recorded-response route, and a clone whose pack carries no
+/// maskable text (so the gate's cost there is reading and scanning the pack).
+mod mask {
+    use super::*;
+
+    /// One fake credential per this many bytes of body, so the masks are exercised.
+    const SECRET_EVERY: usize = 256 << 10;
+
+    /// A credential in a real format (a Slack bot token), made up here and never issued.
+    const FAKE_SLACK: &str = "xoxb-1234567890-123456789012-a1B2c3D4e5F6g7H8i9J0k1L2";
+
+    pub(super) fn run(
+        args: &Args,
+        stack: &Stack,
+        client: &Client<'_>,
+        mut report: Report,
+        binaries: &Binaries,
+    ) -> Result<()> {
+        let bytes = usize::try_from(args.body_mb * 1_000_000).context("body size")?;
+        record(
+            stack,
+            "bench-text",
+            "text/plain; charset=utf-8",
+            &text_body(bytes),
+        )?;
+        record(
+            stack,
+            "bench-json",
+            "application/json; charset=utf-8",
+            &json_body(bytes),
+        )?;
+        let mut rates = Vec::new();
+        for (name, what) in [("bench-text", "text"), ("bench-json", "JSON")] {
+            progress(&format!("GET of a {} MB {what} body", args.body_mb));
+            let timing = client.get_body(
+                &format!("_recorded/{name}"),
+                &format!("GET {} MB {what} body", args.body_mb),
+                args.reps,
+            )?;
+            rates.push((
+                what,
+                bytes,
+                quantile(&timing.gate, 0.5),
+                quantile(&timing.plain, 0.5),
+            ));
+            report.timings.push(timing);
+        }
+        progress(&format!(
+            "git clone of {} MB without maskable text",
+            args.clone_mb
+        ));
+        report
+            .timings
+            .push(client.clone_big(stack, args.clone_mb, args.reps)?);
+
+        print!("{}", report.markdown(args, binaries)?);
+        println!();
+        println!("| body | gate MB/s | plain MB/s | masking alone MB/s (from the difference) |");
+        println!("|---|---:|---:|---:|");
+        for (what, bytes, gate, plain) in rates {
+            let mb = bytes as f64 / 1e6;
+            let extra = gate.saturating_sub(plain).as_secs_f64();
+            let alone = if extra > 0.0 {
+                format!("{:.0}", mb / extra)
+            } else {
+                "n/a".to_owned()
+            };
+            println!(
+                "| {what} | {:.0} | {:.0} | {alone} |",
+                mb / gate.as_secs_f64(),
+                mb / plain.as_secs_f64()
+            );
+        }
+        println!(
+            "\nScanning of fetched packs in the gate: {}; audit record: {}.",
+            args.fetch, args.audit
+        );
+        Ok(())
+    }
+
+    /// Source-like text with a fake credential every [`SECRET_EVERY`] bytes.
+    fn text_body(len: usize) -> String {
+        let mut out = String::with_capacity(len + 256);
+        let mut line = 0usize;
+        while out.len() < len {
+            if out.len() / SECRET_EVERY > (out.len().saturating_sub(80)) / SECRET_EVERY {
+                out.push_str(&format!("SLACK_TOKEN = \"{FAKE_SLACK}\"\n"));
+            }
+            out.push_str(&format!(
+                "    let value_{line} = compute(&input[{line}..], Options::default())?;\n"
+            ));
+            line += 1;
+        }
+        out
+    }
+
+    /// A JSON list of issue-like objects whose bodies carry the same text.
+    fn json_body(len: usize) -> serde_json::Value {
+        let mut issues = Vec::new();
+        let mut size = 0usize;
+        let mut n = 0u64;
+        while size < len {
+            let body = text_body(4096);
+            size += body.len() + 200;
+            issues.push(serde_json::json!({
+                "number": n, "title": format!("Issue {n}"), "state": "open",
+                "labels": [{"name": "bug"}], "body": body,
+            }));
+            n += 1;
+        }
+        serde_json::Value::Array(issues)
+    }
+
+    fn record(
+        stack: &Stack,
+        name: &str,
+        content_type: &str,
+        response: &impl serde::Serialize,
+    ) -> Result<()> {
+        let dir = stack.repos_dir().join("_recorded");
+        std::fs::create_dir_all(&dir)?;
+        let recording = serde_json::json!({
+            "status": 200,
+            "headers": { "content-type": content_type },
+            "response": response,
+        });
+        std::fs::write(
+            dir.join(format!("{name}.json")),
+            serde_json::to_vec(&recording)?,
+        )?;
+        Ok(())
+    }
+
+    impl Client<'_> {
+        /// GETs `path` through both Envoys, `reps` times each after a warm-up.
+        pub(super) fn get_body(&self, path: &str, operation: &str, reps: usize) -> Result<Timing> {
+            let mut timing = Timing::new(operation);
+            let bearer = format!("Bearer {}", self.token);
+            for run in 0..=reps {
+                for via in Via::order(run) {
+                    let url = self.url(via, path);
+                    let started = Instant::now();
+                    let response = gitgate_integration::http::request_with_timeout(
+                        "GET",
+                        &url,
+                        &[("authorization", bearer.as_str())],
+                        Vec::new(),
+                        BIG_LIMIT,
+                    )?;
+                    let took = started.elapsed();
+                    if response.status != 200 || response.body.is_empty() {
+                        bail!("GET {url}: status {}", response.status);
+                    }
+                    if run > 0 {
+                        timing.add(via, took);
+                    }
+                }
+            }
+            Ok(timing)
+        }
+
+        /// Clones a repository holding `mb` MB of incompressible data through both Envoys.
+        pub(super) fn clone_big(&self, stack: &Stack, mb: u64, reps: usize) -> Result<Timing> {
+            let local = self.big_commit(stack, mb, 77)?;
+            let repo = "bench-clone.git";
+            stack.create_repo(repo, RepoOptions::default())?;
+            let mut push = self.git(Some(&local));
+            push.args(["push", "--quiet", "--force"])
+                .arg(stack.upstream_repo(repo))
+                .arg("HEAD:main");
+            self.setup(push)?;
+            std::fs::remove_dir_all(&local)?;
+            // One pack, so that every clone reuses its compressed objects: the clone's time is
+            // then the transfer and the gate's reading of the pack, not the server deflating.
+            let mut repack = self.git(None);
+            repack
+                .arg("--git-dir")
+                .arg(stack.upstream_repo(repo))
+                .args(["repack", "-adq"]);
+            self.setup(repack)?;
+            let mut timing = Timing::new(&format!("`git clone` ({mb} MB, no maskable text)"));
+            for run in 0..=reps {
+                for via in Via::order(run) {
+                    let target = self.work.join(format!("clone-big-{}-{run}", via.name()));
+                    let mut command = self.git(None);
+                    command
+                        .args(["clone", "--quiet"])
+                        .arg(self.url(via, repo))
+                        .arg(&target);
+                    let took = timed(command, BIG_LIMIT)?;
+                    std::fs::remove_dir_all(&target)?;
+                    if run > 0 {
+                        timing.add(via, took);
+                    }
+                }
+            }
+            Ok(timing)
+        }
     }
 }

@@ -1,12 +1,15 @@
 //! `gitgate-upstream`: the Git server behind the gateway in tests and the demo.
 //!
 //! Serves the bare repositories below `--root` over HTTP/1.1 by running the real
-//! `git http-backend` as a CGI program for every request, with pushes enabled and no
-//! authentication (the gateway in front is the only gate). Bodies stream both ways; neither is
-//! held in memory whole.
+//! `git http-backend` as a CGI program for every request, with pushes enabled. With
+//! `--credential-file` it stands for a Git server that wants its own credential: a request
+//! whose `Authorization` is not exactly the file's value is answered 401 with a Basic
+//! challenge, as a hosted Git server would (the gateway injects that credential; agents never
+//! hold it). Bodies stream both ways; neither is held in memory whole.
 //!
 //! ```text
-//! gitgate-upstream --listen 127.0.0.1:8091 --root .gitgate/repos [--log requests.jsonl] [--seed-demo]
+//! gitgate-upstream --listen 127.0.0.1:8091 --root .gitgate/repos [--log requests.jsonl]
+//!                  [--credential-file .gitgate/git-credential] [--seed-demo]
 //! ```
 //!
 //! With `--log`, one JSON line per request is appended (see `gitgate_integration::upstream_log`).
@@ -20,6 +23,7 @@ use std::os::unix::ffi::OsStringExt;
 use std::path::{Path, PathBuf};
 use std::process::{ExitCode, Stdio};
 use std::sync::{Arc, Mutex};
+use std::time::Duration;
 
 use bytes::Bytes;
 use clap::Parser;
@@ -34,6 +38,7 @@ use hyper::server::conn::http1;
 use hyper::service::service_fn;
 use hyper::{Request, Response, StatusCode};
 use hyper_util::rt::TokioIo;
+use sha2::{Digest, Sha256};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpListener;
 use tokio::process::{Child, ChildStdin, ChildStdout, Command};
@@ -45,6 +50,13 @@ const READ_CHUNK: usize = 64 * 1024;
 
 /// Frames queued towards a slow client before the backend is made to wait.
 const BODY_QUEUE: usize = 4;
+
+/// How long the backend of a broken-off request gets to end on its own once its stdin is
+/// closed, before it is killed (see [`end_backend`]).
+const EOF_GRACE: Duration = Duration::from_secs(1);
+
+/// How long receive-pack then gets to clean up and exit, as seen from its stdout's end.
+const EXIT_GRACE: Duration = Duration::from_secs(10);
 
 #[derive(Debug, Parser)]
 #[command(about = "Serves bare Git repositories over smart HTTP with git http-backend")]
@@ -61,6 +73,10 @@ struct Args {
     /// Create the sample repository `demo.git` below the root first, unless it exists.
     #[arg(long)]
     seed_demo: bool,
+    /// Require this exact `Authorization` value (the file's first line, e.g.
+    /// `Basic <base64 user:password>`) on every request; without the flag there is no check.
+    #[arg(long)]
+    credential_file: Option<PathBuf>,
 }
 
 /// Why the server could not start.
@@ -84,6 +100,13 @@ enum StartError {
     },
     #[error("cannot seed the demo repository: {0}")]
     Seed(gitgate_integration::HarnessError),
+    #[error("cannot read the credential file {path}: {source}")]
+    Credential {
+        path: PathBuf,
+        source: std::io::Error,
+    },
+    #[error("the credential file {0} is empty")]
+    EmptyCredential(PathBuf),
     #[error("cannot listen on {addr}: {source}")]
     Listen {
         addr: SocketAddr,
@@ -101,6 +124,9 @@ struct Server {
     path_env: OsString,
     /// The request log, if asked for; one `write_all` per line keeps lines whole.
     log: Option<Mutex<File>>,
+    /// SHA-256 of the `Authorization` value every request must carry, when one is required.
+    /// Kept as a digest so that comparing with it takes the same time whatever the guess.
+    credential_sha256: Option<[u8; 32]>,
 }
 
 type ResponseBody = BoxBody<Bytes, std::io::Error>;
@@ -142,11 +168,16 @@ async fn run(args: Args) -> Result<(), StartError> {
         )),
         None => None,
     };
+    let credential_sha256 = match &args.credential_file {
+        Some(path) => Some(read_credential(path)?),
+        None => None,
+    };
     let server = Arc::new(Server {
         backend: find_backend()?,
         root,
         path_env: std::env::var_os("PATH").unwrap_or_else(|| "/usr/bin:/bin".into()),
         log,
+        credential_sha256,
     });
 
     let listener = TcpListener::bind(args.listen)
@@ -186,6 +217,33 @@ async fn run(args: Args) -> Result<(), StartError> {
             }
         });
     }
+}
+
+/// The digest of the credential in `path`: its first line, without the line end (Envoy strips
+/// trailing CR/LF from file-based secrets too, so both sides read the same value).
+fn read_credential(path: &Path) -> Result<[u8; 32], StartError> {
+    let text = std::fs::read_to_string(path).map_err(|source| StartError::Credential {
+        path: path.to_owned(),
+        source,
+    })?;
+    let value = text.lines().next().unwrap_or("").trim_end();
+    if value.is_empty() {
+        return Err(StartError::EmptyCredential(path.to_owned()));
+    }
+    Ok(Sha256::digest(value.as_bytes()).into())
+}
+
+/// Whether a request carries the required credential; always true when none is required.
+/// Every value of the header is hashed and compared as a digest, so the time taken says nothing
+/// about how close a wrong guess was.
+fn has_credential(server: &Server, headers: &hyper::HeaderMap) -> bool {
+    let Some(wanted) = &server.credential_sha256 else {
+        return true;
+    };
+    headers
+        .get_all(hyper::header::AUTHORIZATION)
+        .iter()
+        .any(|value| <[u8; 32]>::from(Sha256::digest(value.as_bytes())) == *wanted)
 }
 
 /// Asks git where its helpers live; `git-http-backend` is one of them.
@@ -284,6 +342,17 @@ async fn handle(
         ),
     };
 
+    if !has_credential(&server, &parts.headers) {
+        let pump = drain(body).await;
+        return unauthorized(&server, exchange, pump);
+    }
+
+    if let Some(name) = parts.uri.path().strip_prefix(RECORDED_PREFIX) {
+        let name = name.to_owned();
+        let pump = drain(body).await;
+        return serve_recorded(&server, exchange, pump, &name);
+    }
+
     let mut command = cgi_command(&server, remote, &parts);
     let mut child = match command.spawn() {
         Ok(child) => child,
@@ -319,9 +388,8 @@ async fn handle(
                 "gitgate-upstream: {} {}: {reason}",
                 exchange.method, exchange.path
             );
-            let _ = child.start_kill();
+            end_backend(&mut child, Some(stdout)).await;
             let pumped = pump.await.unwrap_or_default();
-            let _ = child.wait().await;
             return failure(
                 &server,
                 exchange,
@@ -372,7 +440,11 @@ fn cgi_command(
         .env("PATH", &server.path_env)
         .env("HOME", &server.root)
         .env("GIT_CONFIG_NOSYSTEM", "1")
-        .env("GIT_CONFIG_GLOBAL", "/dev/null")
+        .env(
+            "GIT_CONFIG_GLOBAL",
+            repository_global_config(&server.root, parts.uri.path())
+                .map_or_else(|| OsString::from("/dev/null"), OsString::from),
+        )
         // Anonymous pushes are refused by git-http-backend unless receive-pack is switched on.
         .env("GIT_CONFIG_COUNT", "1")
         .env("GIT_CONFIG_KEY_0", "http.receivepack")
@@ -440,9 +512,10 @@ fn cgi_command(
 /// reading, the rest is still read and counted: answering a client before it has sent its whole
 /// body makes curl fail with a broken pipe and lose the answer.
 ///
-/// A body broken off by the client is reported on `abort` so the backend gets killed:
-/// git http-backend loops forever on an early EOF when CONTENT_LENGTH promised more (its
-/// `pipe_fixed_length` treats a 0-byte read as progress).
+/// A body broken off by the client closes the backend's stdin and is reported on `abort`, so
+/// that the backend is ended ([`end_backend`]): git http-backend loops forever on an early EOF
+/// when CONTENT_LENGTH promised more (its `pipe_fixed_length` treats a 0-byte read as
+/// progress).
 async fn pump_request(mut body: Incoming, stdin: ChildStdin, abort: watch::Sender<bool>) -> Pumped {
     let mut stdin = Some(stdin);
     let mut pumped = Pumped::default();
@@ -470,6 +543,43 @@ async fn pump_request(mut body: Incoming, stdin: ChildStdin, abort: watch::Sende
     // Dropping stdin is the end of the body for the backend.
     drop(stdin);
     pumped
+}
+
+/// Ends the backend of an exchange the client broke off so that git cleans up after itself:
+/// the objects of a refused push must not stay in the repository's quarantine directory.
+///
+/// receive-pack unpacks a push into `objects/tmp_objdir-incoming-*` (tmp-objdir.c) and removes
+/// it from an `atexit` handler only: since git 2.39 ("tmp-objdir: skip clean up when handling
+/// a signal") a receive-pack ended by any signal leaves the directory behind, for `git gc` to
+/// find later. receive-pack must therefore see the end of its input and exit on its own:
+///
+/// 1. stdin is already closed (the request pump's end). A receive-pack that reads the body
+///    itself (a chunked request, no CONTENT_LENGTH) sees the early EOF, its index-pack or
+///    unpack-objects dies on the truncated pack, it reports "unpacker error" and exits
+///    normally, quarantine removed; http-backend then exits too.
+/// 2. With CONTENT_LENGTH set, http-backend copies the body into a pipe to receive-pack itself
+///    and spins on the early EOF (`pipe_fixed_length` treats a 0-byte read as progress). After
+///    [`EOF_GRACE`] it gets SIGKILL, which closes its end of that pipe, so receive-pack sees
+///    the EOF as in 1. Not SIGTERM: http-backend's `clean_on_exit` would pass that signal on
+///    to receive-pack, which would then die by it and keep its quarantine.
+///
+/// Meanwhile the backend's stdout is read and dropped: receive-pack writes its report there
+/// (it shares http-backend's stdout), and a closed pipe would kill it with SIGPIPE, again a
+/// signal. That stdout ends when its last writer, receive-pack included, has exited, which is
+/// what this waits for (at most [`EXIT_GRACE`]) so the log line comes after git's cleanup.
+async fn end_backend(child: &mut Child, stdout: Option<ChildStdout>) {
+    let drained = stdout.map(|mut stdout| {
+        tokio::spawn(async move {
+            let _ = tokio::io::copy(&mut stdout, &mut tokio::io::sink()).await;
+        })
+    });
+    if tokio::time::timeout(EOF_GRACE, child.wait()).await.is_err() {
+        let _ = child.start_kill();
+        let _ = child.wait().await;
+    }
+    if let Some(drained) = drained {
+        let _ = tokio::time::timeout(EXIT_GRACE, drained).await;
+    }
 }
 
 /// Resolves once the request pump has reported a broken-off body; never, if the body ended
@@ -553,7 +663,6 @@ async fn pump_response(
                     read = stdout.read(&mut buf) => read,
                     () = wait_abort(&mut client_gone) => {
                         outcome = Outcome::ClientAborted;
-                        let _ = child.start_kill();
                         break;
                     }
                 };
@@ -572,10 +681,12 @@ async fn pump_response(
         if sender.send(Frame::data(data)).await.is_err() {
             // The client is gone: stop the backend instead of letting it write into nothing.
             outcome = Outcome::ClientAborted;
-            let _ = child.start_kill();
             break;
         }
         sent += len;
+    }
+    if outcome == Outcome::ClientAborted {
+        end_backend(&mut child, Some(stdout)).await;
     }
     let pumped = pump.await.unwrap_or_default();
     if let Ok(exit) = child.wait().await
@@ -607,6 +718,23 @@ fn failure(
     plain(status, text)
 }
 
+/// Answers 401 with a Basic challenge to a request without the server's credential, and logs
+/// it, so a test can tell a request that reached this server from one that never did.
+fn unauthorized(server: &Server, exchange: Exchange, pump: Pumped) -> Response<ResponseBody> {
+    let status = StatusCode::UNAUTHORIZED;
+    let text = "gitgate-upstream: this Git server needs its credential\n";
+    write_log(
+        server,
+        exchange.finish(status.as_u16(), pump, text.len() as u64, Outcome::Complete),
+    );
+    let mut response = plain(status, text);
+    response.headers_mut().insert(
+        hyper::header::WWW_AUTHENTICATE,
+        HeaderValue::from_static("Basic realm=\"gitgate-upstream\""),
+    );
+    response
+}
+
 fn plain(status: StatusCode, text: &'static str) -> Response<ResponseBody> {
     let mut response = Response::new(
         Full::new(Bytes::from_static(text.as_bytes()))
@@ -636,4 +764,149 @@ fn write_log(server: &Server, entry: UpstreamRequest) {
     if let Err(err) = file.write_all(&line) {
         eprintln!("gitgate-upstream: cannot write log line: {err}");
     }
+}
+
+// ---- recorded responses and test hooks ------------------------------------------------------
+
+/// Path prefix of recorded responses: `GET /_recorded/<name>` serves
+/// `<root>/_recorded/<name>.json`, a response recorded in nock's format (as `@octokit/fixtures`
+/// ships them: `status`, `headers`, `response`, `responseIsBinary`). With `?chunk=<n>` the body
+/// is written `n` bytes at a time, each a frame of its own sent after a pause (`pause_ms`,
+/// default 5), and without `content-length`; otherwise in one piece with it.
+const RECORDED_PREFIX: &str = "/_recorded/";
+
+/// The directory below the root that holds recorded responses.
+const RECORDED_DIR: &str = "_recorded";
+
+/// The file in a bare repository that, when present, is git's global configuration for every
+/// request to that repository (git honours `uploadpack.packObjectsHook` only from there).
+const REPOSITORY_GLOBAL_CONFIG: &str = "gitgate-upstream.gitconfig";
+
+/// Headers of a recording that describe the recorded connection, not the body served now.
+const NOT_REPLAYED: [&str; 4] = [
+    "content-length",
+    "transfer-encoding",
+    "connection",
+    "keep-alive",
+];
+
+/// One recorded response.
+#[derive(Debug, serde::Deserialize)]
+struct Recorded {
+    status: u16,
+    #[serde(default)]
+    headers: serde_json::Map<String, serde_json::Value>,
+    #[serde(default)]
+    response: serde_json::Value,
+    /// The response is a hex string of the body's bytes.
+    #[serde(default, rename = "responseIsBinary")]
+    binary: bool,
+}
+
+/// The global configuration file `repository_global_config` names for a request path: the
+/// bare repository is the path's leading segments up to the first one ending in `.git`.
+fn repository_global_config(root: &Path, path: &str) -> Option<PathBuf> {
+    let mut dir = root.to_owned();
+    for segment in path.split('/').filter(|s| !s.is_empty()) {
+        if segment == "." || segment == ".." {
+            return None;
+        }
+        dir.push(segment);
+        if segment.ends_with(".git") {
+            let file = dir.join(REPOSITORY_GLOBAL_CONFIG);
+            return file.is_file().then_some(file);
+        }
+    }
+    None
+}
+
+/// Serves a recorded response by name, with its recorded status and headers.
+fn serve_recorded(
+    server: &Server,
+    exchange: Exchange,
+    pump: Pumped,
+    name: &str,
+) -> Response<ResponseBody> {
+    let valid = !name.is_empty()
+        && !name.starts_with('.')
+        && name
+            .bytes()
+            .all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_' || b == b'.');
+    let file = server.root.join(RECORDED_DIR).join(format!("{name}.json"));
+    let recorded = valid
+        .then(|| std::fs::read(&file).ok())
+        .flatten()
+        .and_then(|bytes| serde_json::from_slice::<Recorded>(&bytes).ok());
+    let Some(recorded) = recorded else {
+        let text = "gitgate-upstream: no such recorded response\n";
+        write_log(
+            server,
+            exchange.finish(404, pump, text.len() as u64, Outcome::Complete),
+        );
+        return plain(StatusCode::NOT_FOUND, text);
+    };
+    let body = match &recorded.response {
+        serde_json::Value::String(text) if recorded.binary => hex::decode(text).unwrap_or_default(),
+        serde_json::Value::String(text) => text.as_bytes().to_vec(),
+        serde_json::Value::Null => Vec::new(),
+        value => serde_json::to_vec(value).unwrap_or_default(),
+    };
+    let query: Vec<(String, String)> = exchange
+        .query
+        .split('&')
+        .filter_map(|pair| pair.split_once('='))
+        .map(|(k, v)| (k.to_owned(), v.to_owned()))
+        .collect();
+    let param = |key: &str| {
+        query
+            .iter()
+            .find(|(k, _)| k == key)
+            .and_then(|(_, v)| v.parse::<u64>().ok())
+    };
+    let chunk = param("chunk").filter(|&n| n > 0);
+    let pause = Duration::from_millis(param("pause_ms").unwrap_or(5));
+
+    let status = StatusCode::from_u16(recorded.status).unwrap_or(StatusCode::OK);
+    let mut response = Response::builder().status(status);
+    for (name, value) in &recorded.headers {
+        if NOT_REPLAYED.contains(&name.to_ascii_lowercase().as_str()) {
+            continue;
+        }
+        let Some(value) = value.as_str() else {
+            continue;
+        };
+        if let (Ok(name), Ok(value)) = (
+            HeaderName::from_bytes(name.as_bytes()),
+            HeaderValue::from_str(value),
+        ) {
+            response = response.header(name, value);
+        }
+    }
+    let len = body.len() as u64;
+    write_log(
+        server,
+        exchange.finish(status.as_u16(), pump, len, Outcome::Complete),
+    );
+    let built = match chunk {
+        None => response.body(Full::new(Bytes::from(body)).map_err(|e| match e {}).boxed()),
+        Some(size) => {
+            let (mut sender, channel) = Channel::<Bytes, std::io::Error>::new(BODY_QUEUE);
+            let size = usize::try_from(size).unwrap_or(usize::MAX);
+            tokio::spawn(async move {
+                for piece in body.chunks(size) {
+                    if sender
+                        .send(Frame::data(Bytes::copy_from_slice(piece)))
+                        .await
+                        .is_err()
+                    {
+                        return;
+                    }
+                    // A pause per frame, so that each one reaches the proxy as a chunk of its own.
+                    tokio::time::sleep(pause).await;
+                }
+            });
+            response.body(channel.boxed())
+        }
+    };
+    built.unwrap_or_else(|_| plain(StatusCode::INTERNAL_SERVER_ERROR, "bad recording\n"))
 }
