@@ -7,7 +7,7 @@ mod support;
 use gitgate_integration::Stack;
 use support::{
     MAIN, PERSON, Reviewer, WorkTree, agent_token, assert_contains, assert_refused_push,
-    hook_lines, new_repo, ticket_of, upstream_ref,
+    hook_lines, new_repo, sign_token, ticket_of, upstream_ref,
 };
 
 /// A held push to `main` of a fresh repository: the work tree, the held commit and the ticket.
@@ -190,4 +190,60 @@ fn the_agent_itself_cannot_approve_its_push_either() {
     assert_eq!(refused.status, 403, "{}", refused.text());
     assert_contains(&refused.text(), "Separation of duties");
     assert_eq!(agent.ticket_status(&held.ticket), "pending");
+}
+
+#[test]
+fn an_rfc_8693_actor_pushes_for_the_person_its_token_was_issued_to() {
+    let stack = Stack::shared();
+    let _logs = stack.logs_on_failure();
+    let repo = new_repo(stack, "actor-claim");
+    // A token exchanged by carol for her agent (RFC 8693 section 4.1): `sub` is carol, the
+    // actor is the agent. The filter reads `act.sub` by its own path into jwt_authn's payload.
+    let token = sign_token(
+        stack,
+        serde_json::json!({"sub": "carol", "act": {"sub": "agent-actor-claim"}}),
+    );
+    let work = WorkTree::clone(stack, &stack.gateway_url(&repo), &token);
+    work.commit_file("actor.txt", b"pushed by an agent for carol\n");
+    let out = work.push(&token, &["origin", "main"]);
+    assert_refused_push(&out);
+    let ticket = ticket_of(&out.stderr);
+
+    let bob = Reviewer::sign_in(stack, "bob");
+    let queue = bob.get("/").text();
+    let row = queue
+        .split("<tr>")
+        .find(|row| row.contains(&ticket))
+        .unwrap_or_else(|| panic!("no row for {ticket}:\n{queue}"));
+    assert_contains(
+        row,
+        "<td>agent-actor-claim <span class=\"tag\">agent</span></td>",
+    );
+    assert_contains(row, "<td>carol</td>");
+
+    // carol is the person the agent acted for: separation of duties keeps her from approving.
+    let carol = Reviewer::sign_in(stack, "carol");
+    assert_contains(
+        &carol.ticket_page(&ticket).text(),
+        "pushed this update on your behalf",
+    );
+    assert_eq!(carol.approve(&ticket).status, 403);
+
+    // Without an actor, the flat claims still apply: the dev token's agent and act_for.
+    let flat = agent_token(stack, "agent-flat-claims");
+    let flat_work = WorkTree::clone(stack, &stack.gateway_url(&repo), &flat);
+    flat_work.commit_file("flat.txt", b"pushed by an agent for alice\n");
+    let out = flat_work.push(&flat, &["origin", "main"]);
+    assert_refused_push(&out);
+    let flat_ticket = ticket_of(&out.stderr);
+    let queue = bob.get("/").text();
+    let row = queue
+        .split("<tr>")
+        .find(|row| row.contains(&flat_ticket))
+        .unwrap_or_else(|| panic!("no row for {flat_ticket}:\n{queue}"));
+    assert_contains(
+        row,
+        "<td>agent-flat-claims <span class=\"tag\">agent</span></td>",
+    );
+    assert_contains(row, &format!("<td>{PERSON}</td>"));
 }

@@ -1,23 +1,29 @@
-//! The reviewer pages in a real browser. Headless Chromium, driven over WebDriver by
-//! chromedriver, signs in by pasting a reviewer token into the sign-in form, finds the push
-//! that the real git client made through the gate in the queue, and approves or denies it;
-//! git's re-push then shows the decision. The person an agent acts for is refused.
+//! The reviewer pages in a real browser, with hold and forward on. Headless Chromium, driven
+//! over WebDriver by chromedriver, signs in through OpenID Connect with the development issuer
+//! (the code flow with PKCE: the "Sign in with" button, the issuer's development page where a
+//! user and groups are picked, the callback), watches a push that the real git client is making
+//! through the gate appear in the queue while git waits (the queue refreshes itself), and
+//! approves it: the same, still open push then goes through. Another is denied with a reason
+//! that git prints; the person an agent acts for is refused when approving its push.
 //!
 //! Needs Debian's `chromium` and `chromium-driver` (`cargo xtask test` installs them). Every
 //! page visited is kept as a screenshot in `target/test-artifacts/browser/`.
+
+mod support;
 
 use std::net::TcpListener;
 use std::path::{Path, PathBuf};
 use std::process::Command;
 use std::sync::{OnceLock, mpsc};
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use fantoccini::elements::Element;
 use fantoccini::{Client, ClientBuilder, Locator};
 use gitgate_integration::process::{self, ManagedProcess};
-use gitgate_integration::{RepoOptions, Stack, TokenOptions, workspace_root};
+use gitgate_integration::{GitOutput, Stack, StackOptions, workspace_root};
 use hyper_util::client::legacy::connect::HttpConnector;
 use serde_json::json;
+use support::{MAIN, Reviewer, WorkTree, agent_token, assert_refused_push, new_repo, upstream_ref};
 use tempfile::TempDir;
 use tokio::runtime::Runtime;
 
@@ -36,6 +42,10 @@ const ARTIFACTS: &str = "target/test-artifacts/browser";
 /// Time a page gets to show what a step waits for; Chromium shares two cores with the stack.
 const PAGE_WAIT: Duration = Duration::from_secs(30);
 
+/// The filter's hold window in this binary's stack: a reviewer in a browser on a busy
+/// machine decides well within it.
+const WINDOW_MS: u64 = 90_000;
+
 /// The browser window, a common laptop screen; screenshots grow to the page's height.
 const WINDOW_WIDTH: u32 = 1280;
 const WINDOW_HEIGHT: u32 = 800;
@@ -44,110 +54,145 @@ const WINDOW_HEIGHT: u32 = 800;
 const DRIVER_STARTUP: Duration = Duration::from_secs(30);
 
 #[test]
-fn a_reviewer_approves_a_held_push_in_the_browser_and_the_re_push_goes_through() {
+fn a_reviewer_approves_an_open_push_in_the_browser_and_the_same_push_goes_through() {
     let browser = Browser::start("approve");
     let stack = shared_stack();
     let _logs = stack.logs_on_failure();
-    let push = HeldPush::make(stack, "browser-approve", "agent-browser-approve");
-    let bob = stack.token("bob", &TokenOptions::reviewer()).unwrap();
+    let repo = new_repo(stack, "browser-approve");
+    let agent = "agent-browser-approve";
+    let token = agent_token(stack, agent);
+    let work = WorkTree::clone(stack, &stack.gateway_url(&repo), &token);
 
-    // Sign in through the form, as a reviewer would: paste the token into the labelled field.
+    // Sign in through the identity provider, as a reviewer would.
     browser.open(&stack.service_url("/"));
     browser.wait_for_heading("Sign in");
     browser.screenshot("sign-in");
-    browser.fill("Sign in", "Reviewer token", &bob);
-    browser.press("Sign in");
-
-    // The queue lists the held update with its repository, ref and requester.
+    browser.follow_link("Sign in with the development issuer");
+    browser.wait_for_heading("Development sign-in");
+    browser.screenshot("dev-issuer");
+    browser.fill("Sign in as this user", "User", "bob");
+    browser.press("Sign in as this user");
     browser.wait_for_heading("Pending approvals");
     assert!(browser.page_text().contains("Signed in as bob"));
-    let row = browser.row_naming(&push.repo);
-    for shown in [
-        push.repo.as_str(),
-        "refs/heads/main",
-        push.agent.as_str(),
-        "agent",
-        "alice",
-    ] {
-        assert!(row.contains(shown), "the queue row lacks {shown:?}: {row}");
-    }
-    browser.screenshot("queue");
+    browser.screenshot("queue-empty");
 
-    // The ticket, reached from the queue.
-    browser.follow_link_in_row(&push.repo, &push.ticket);
-    browser.wait_for_heading(&format!("Ticket {}", push.ticket));
-    let page = browser.page_text();
-    assert!(page.contains("Status: pending"), "{page}");
-    assert!(page.contains(&push.new_id), "{page}");
-    browser.screenshot("ticket");
+    std::thread::scope(|scope| {
+        let old = work.head();
+        let new = work.commit_file("CHANGE.md", b"A change by an agent.\n");
+        let push = scope.spawn(|| {
+            let started = Instant::now();
+            (
+                work.push(&token, &["origin", "HEAD:main"]),
+                started.elapsed(),
+            )
+        });
 
-    // Approve with a comment.
-    let comment = "Reviewed in the browser: the agent's change is expected.";
-    browser.fill("Approve", "Comment (optional)", comment);
-    browser.press("Approve");
-    browser.wait_for_text("This ticket is approved.");
-    let page = browser.page_text();
-    assert!(page.contains("Status: approved"), "{page}");
-    assert!(page.contains(comment), "{page}");
-    assert!(page.contains("bob"), "{page}");
-    browser.screenshot("approved");
+        // The held push appears in the queue while git waits, without a reload.
+        let row = browser.row_naming(&repo);
+        for shown in [
+            repo.as_str(),
+            "refs/heads/main",
+            agent,
+            "agent",
+            "alice",
+            "protect main",
+        ] {
+            assert!(row.contains(shown), "the queue row lacks {shown:?}: {row}");
+        }
+        assert!(!push.is_finished(), "git is still waiting");
+        browser.screenshot("queue-live");
 
-    // The history shows the decision too.
-    browser.open(&stack.service_url("/history"));
-    browser.wait_for_heading("Decided tickets");
-    let row = browser.row_naming(&push.repo);
-    assert!(row.contains("approved") && row.contains("bob"), "{row}");
-    browser.screenshot("history");
+        // The ticket: what is asked, by whom, for whom, and the commit the pack carries.
+        let ticket = browser.link_in_row(&repo);
+        browser.follow_link(&ticket);
+        browser.wait_for_heading(&format!("Ticket {ticket}"));
+        browser.reload_until_text_contains("Change CHANGE.md");
+        let page = browser.page_text();
+        for shown in [
+            "Status: pending",
+            new.as_str(),
+            "Fast-forward: yes",
+            "alice",
+            "protect main",
+        ] {
+            assert!(
+                page.contains(shown),
+                "the ticket page lacks {shown:?}:\n{page}"
+            );
+        }
+        browser.screenshot("ticket");
 
-    // The very same push now goes through and moves the upstream's main.
-    let pushed = push.push_again(stack).success().unwrap();
-    assert!(pushed.stderr.contains("HEAD -> main"), "{}", pushed.stderr);
-    assert_eq!(
-        stack.upstream_ref(&push.repo, "refs/heads/main").unwrap(),
-        Some(push.new_id.clone())
-    );
+        // Approve for one hour, with a comment.
+        let comment = "Reviewed in the browser: the agent's change is expected.";
+        browser.fill("Approve", "Comment (optional)", comment);
+        browser.choose("Approval valid for", "1 hour");
+        browser.press("Approve");
+        browser.wait_for_text("This ticket is approved.");
+        let page = browser.page_text();
+        assert!(page.contains("Status: approved"), "{page}");
+        assert!(page.contains(comment), "{page}");
+        browser.screenshot("approved");
+
+        // The same push, still open, goes through.
+        let (out, took) = push.join().expect("the push thread");
+        println!("git finished after {took:.1?}:\n{}", out.stderr);
+        assert!(out.ok(), "the held push goes through\n{}", out.stderr);
+        assert!(
+            out.stderr
+                .contains(&format!("remote: gitgate: {ticket} approved by bob")),
+            "{}",
+            out.stderr
+        );
+        assert_eq!(upstream_ref(stack, &repo, MAIN), Some(new.clone()));
+        assert_ne!(old, new);
+
+        // The history shows the decision.
+        browser.open(&stack.service_url("/history"));
+        browser.wait_for_heading("Decided tickets");
+        let row = browser.row_naming(&repo);
+        assert!(row.contains("approved") && row.contains("bob"), "{row}");
+        browser.screenshot("history");
+    });
 }
 
 #[test]
-fn a_reviewer_denies_a_held_push_and_git_prints_the_reason() {
+fn a_reviewer_denies_an_open_push_and_git_prints_the_reason() {
     let browser = Browser::start("deny");
     let stack = shared_stack();
     let _logs = stack.logs_on_failure();
-    let push = HeldPush::make(stack, "browser-deny", "agent-browser-deny");
-    let carol = stack.token("carol", &TokenOptions::reviewer()).unwrap();
-    let before = stack
-        .upstream_ref(&push.repo, "refs/heads/main")
-        .unwrap()
-        .unwrap();
+    let repo = new_repo(stack, "browser-deny");
+    let token = agent_token(stack, "agent-browser-deny");
+    let work = WorkTree::clone(stack, &stack.gateway_url(&repo), &token);
+    let before = work.head();
 
-    browser.open(&push.url);
-    browser.wait_for_heading("Sign in");
-    browser.fill("Sign in", "Reviewer token", &carol);
-    browser.press("Sign in");
+    browser.sign_in_as("carol");
+    std::thread::scope(|scope| {
+        work.commit_file("CHANGE.md", b"Another change.\n");
+        let push = scope.spawn(|| work.push(&token, &["origin", "HEAD:main"]));
 
-    // Sign-in returns to the ticket that was asked for.
-    browser.wait_for_heading(&format!("Ticket {}", push.ticket));
-    browser.screenshot("ticket");
-    let reason = "Changes to main go through a pull request";
-    browser.fill("Deny", "Reason (required, shown to the pusher)", reason);
-    browser.press("Deny");
-    browser.wait_for_text("This ticket is denied.");
-    let page = browser.page_text();
-    assert!(page.contains("Status: denied"), "{page}");
-    assert!(page.contains(reason), "{page}");
-    browser.screenshot("denied");
+        let ticket = browser.link_in_row(&repo);
+        browser.follow_link(&ticket);
+        browser.wait_for_heading(&format!("Ticket {ticket}"));
+        let reason = "Changes to main go through a pull request";
+        browser.fill("Deny", "Reason (required, shown to the pusher)", reason);
+        browser.press("Deny");
+        browser.wait_for_text("This ticket is denied.");
+        let page = browser.page_text();
+        assert!(page.contains("Status: denied"), "{page}");
+        assert!(page.contains(reason), "{page}");
+        browser.screenshot("denied");
 
-    let refused = push.push_again(stack).failure().unwrap();
-    assert!(
-        refused.stderr.contains("gitgate:deny:reviewer-denied"),
-        "{}",
-        refused.stderr
-    );
-    assert!(refused.stderr.contains(reason), "{}", refused.stderr);
-    assert_eq!(
-        stack.upstream_ref(&push.repo, "refs/heads/main").unwrap(),
-        Some(before)
-    );
+        let out: GitOutput = push.join().expect("the push thread");
+        println!("git printed:\n{}", out.stderr);
+        assert_refused_push(&out);
+        assert!(
+            out.stderr.contains("gitgate:deny:reviewer-denied"),
+            "{}",
+            out.stderr
+        );
+        assert!(out.stderr.contains(reason), "{}", out.stderr);
+        assert_eq!(upstream_ref(stack, &repo, MAIN), Some(before.clone()));
+    });
 }
 
 #[test]
@@ -155,56 +200,106 @@ fn the_person_an_agent_acts_for_cannot_approve_its_push() {
     let browser = Browser::start("own-push");
     let stack = shared_stack();
     let _logs = stack.logs_on_failure();
-    let push = HeldPush::make(stack, "browser-own", "agent-browser-own");
-    let alice = stack.token("alice", &TokenOptions::reviewer()).unwrap();
+    let repo = new_repo(stack, "browser-own");
+    let agent = "agent-browser-own";
+    let token = agent_token(stack, agent);
+    let work = WorkTree::clone(stack, &stack.gateway_url(&repo), &token);
+
+    browser.sign_in_as("alice");
+    std::thread::scope(|scope| {
+        work.commit_file("CHANGE.md", b"alice's agent's change.\n");
+        let push = scope.spawn(|| work.push(&token, &["origin", "HEAD:main"]));
+
+        // The ticket page says why alice may not decide, and offers no decision form.
+        let ticket = browser.link_in_row(&repo);
+        browser.follow_link(&ticket);
+        browser.wait_for_heading(&format!("Ticket {ticket}"));
+        let page = browser.page_text();
+        let refusal =
+            format!("{agent} pushed this update on your behalf; another reviewer must decide it.");
+        assert!(page.contains(&refusal), "{page}");
+        assert!(!browser.has_button("Approve"), "{page}");
+        browser.screenshot("ticket");
+
+        // Sending the approve form anyway, with this session's CSRF token, is refused too.
+        browser.post_form(
+            &format!("/tickets/{ticket}/approve"),
+            &[("comment", "approving my own agent's push")],
+        );
+        browser.wait_for_heading("Separation of duties");
+        let page = browser.page_text();
+        assert!(page.contains(&refusal), "{page}");
+        assert!(page.contains("HTTP status 403"), "{page}");
+        browser.screenshot("refused");
+
+        // Nothing changed; another reviewer ends the wait.
+        let bob = Reviewer::sign_in(stack, "bob");
+        assert_eq!(bob.ticket_status(&ticket), "pending");
+        assert_eq!(bob.deny(&ticket, "cleaning up after the test").status, 303);
+        let out: GitOutput = push.join().expect("the push thread");
+        assert_refused_push(&out);
+        assert!(
+            out.stderr.contains("cleaning up after the test"),
+            "{}",
+            out.stderr
+        );
+    });
+}
+
+#[test]
+fn a_reviewer_signs_in_at_the_test_identity_provider() {
+    let browser = Browser::start("test-provider");
+    // A stack of its own: the service's reviewers sign in at `oidc-provider`, which also
+    // issues the agents' tokens. The cookie key is configured, as a provider requires.
+    let config = "oidc:\n  issuer: \"{oidc_issuer}\"\n  client_id: \"{oidc_reviewer_client_id}\"\n  \
+                  display_name: the test provider\n\
+                  cookie_key: \"c2Vzc2lvbnMgb2YgdGhlIGJyb3dzZXIgdGVzdCBzdGFjayBhcmUgc2lnbmVkIHdpdGggdGhpcyBrZXkgb2YgNjQgYnl0ZXMhIQ==\"\n";
+    let stack = Stack::start_with(StackOptions {
+        service_config: Some(config.to_owned()),
+        service_env: vec![(
+            "GITGATE_OIDC_CLIENT_SECRET".into(),
+            "{oidc_reviewer_client_secret}".into(),
+        )],
+        ..StackOptions::with_oidc()
+    })
+    .expect("a stack with the test provider");
+    let _logs = stack.logs_on_failure();
 
     browser.open(&stack.service_url("/login"));
     browser.wait_for_heading("Sign in");
-    browser.fill("Sign in", "Reviewer token", &alice);
+    let page = browser.page_text();
+    assert!(
+        !page.contains("Reviewer token"),
+        "no pasted tokens with a provider:\n{page}"
+    );
+    browser.screenshot("sign-in");
+    browser.follow_link("Sign in with the test provider");
+    browser.type_into("input[name=login]", "bob");
+    browser.screenshot("provider");
     browser.press("Sign in");
     browser.wait_for_heading("Pending approvals");
-
-    // The ticket page says why alice may not decide, and offers no decision form.
-    browser.open(&push.url);
-    browser.wait_for_heading(&format!("Ticket {}", push.ticket));
-    let page = browser.page_text();
-    let refusal = format!(
-        "{} pushed this update on your behalf; another reviewer must decide it.",
-        push.agent
-    );
-    assert!(page.contains(&refusal), "{page}");
-    assert!(!browser.has_button("Approve"), "{page}");
-    browser.screenshot("ticket");
-
-    // Sending the approve form anyway, with this session's CSRF token, is refused too.
-    browser.post_form(
-        &format!("/tickets/{}/approve", push.ticket),
-        &[("comment", "approving my own agent's push")],
-    );
-    browser.wait_for_heading("Separation of duties");
-    let page = browser.page_text();
-    assert!(page.contains(&refusal), "{page}");
-    assert!(page.contains("HTTP status 403"), "{page}");
-    browser.screenshot("refused");
-
-    // Nothing changed: the ticket is pending and git is still held on the same ticket.
-    browser.open(&push.url);
-    browser.wait_for_heading(&format!("Ticket {}", push.ticket));
-    assert!(browser.page_text().contains("Status: pending"));
-    let held = push.push_again(stack).failure().unwrap();
-    assert!(held.stderr.contains("gitgate:hold:"), "{}", held.stderr);
-    assert!(held.stderr.contains(&push.ticket), "{}", held.stderr);
+    assert!(browser.page_text().contains("Signed in as bob"));
+    browser.screenshot("queue");
+    drop(browser);
+    stack.shutdown();
 }
 
-/// The stack shared by the tests of this binary, started from a thread that lives as long as
-/// the process. Envoy asks the kernel for SIGTERM when the thread that started it ends
-/// (`PR_SET_PDEATHSIG`), so a stack started on a test's own thread would stop with that test.
+/// The stack shared by the tests of this binary, with hold and forward on, started from a
+/// thread that lives as long as the process. Envoy asks the kernel for SIGTERM when the thread
+/// that started it ends (`PR_SET_PDEATHSIG`), so a stack started on a test's own thread would
+/// stop with that test.
 fn shared_stack() -> &'static Stack {
+    fn options() -> StackOptions {
+        StackOptions {
+            hold_window_ms: Some(WINDOW_MS),
+            ..StackOptions::default()
+        }
+    }
     static KEEPER: OnceLock<()> = OnceLock::new();
     KEEPER.get_or_init(|| {
         let (started, wait) = mpsc::channel();
         std::thread::spawn(move || {
-            Stack::shared();
+            Stack::shared_with(options);
             let _ = started.send(());
             loop {
                 std::thread::park();
@@ -213,111 +308,7 @@ fn shared_stack() -> &'static Stack {
         wait.recv()
             .expect("the shared gitgate stack did not start; its error is printed above");
     });
-    Stack::shared()
-}
-
-/// A push to a protected `main` that the gate held, made by an agent acting for alice.
-struct HeldPush {
-    /// The upstream repository, unique to the test.
-    repo: String,
-    /// The agent's subject.
-    agent: String,
-    /// The agent's token.
-    token: String,
-    /// Holds the clone the push was made from.
-    _scratch: TempDir,
-    /// The clone.
-    clone: PathBuf,
-    /// The commit pushed.
-    new_id: String,
-    /// The ticket id, from git's output.
-    ticket: String,
-    /// Where the ticket can be approved, from git's output.
-    url: String,
-}
-
-impl HeldPush {
-    fn make(stack: &Stack, repo_prefix: &str, agent: &str) -> HeldPush {
-        let repo = stack.unique_repo_name(repo_prefix);
-        stack.create_repo(&repo, RepoOptions::default()).unwrap();
-        let token = stack
-            .token(agent, &TokenOptions::agent_for("alice"))
-            .unwrap();
-        let scratch = stack.temp_dir().unwrap();
-        let clone = scratch.path().join("clone");
-        stack
-            .git()
-            .arg("clone")
-            .arg(stack.gateway_url(&repo))
-            .arg(&clone)
-            .bearer(&token)
-            .success()
-            .unwrap();
-        std::fs::write(clone.join("CHANGE.md"), format!("A change by {agent}.\n")).unwrap();
-        stack
-            .git()
-            .current_dir(&clone)
-            .args(["add", "CHANGE.md"])
-            .success()
-            .unwrap();
-        stack
-            .git()
-            .current_dir(&clone)
-            .args(["commit", "-q", "-m", "Change made by an agent"])
-            .success()
-            .unwrap();
-        let new_id = stack
-            .git()
-            .current_dir(&clone)
-            .args(["rev-parse", "HEAD"])
-            .success()
-            .unwrap()
-            .trimmed()
-            .to_owned();
-
-        let mut push = HeldPush {
-            repo,
-            agent: agent.to_owned(),
-            token,
-            _scratch: scratch,
-            clone,
-            new_id,
-            ticket: String::new(),
-            url: String::new(),
-        };
-        let held = push.push_again(stack).failure().unwrap();
-        assert!(
-            held.stderr.contains("gitgate:hold:protected-ref"),
-            "{}",
-            held.stderr
-        );
-        push.url = approval_url(&held.stderr);
-        push.ticket = push.url.rsplit('/').next().unwrap_or_default().to_owned();
-        assert!(!push.ticket.is_empty(), "{}", held.stderr);
-        push
-    }
-
-    /// `git push origin HEAD:main` from the clone, with the agent's token.
-    fn push_again(&self, stack: &Stack) -> gitgate_integration::Git {
-        stack
-            .git()
-            .current_dir(&self.clone)
-            .args(["push", "origin", "HEAD:main"])
-            .bearer(&self.token)
-    }
-}
-
-/// The ticket URL in git's `remote: gitgate: ... is held for review, approve at <url>` line.
-fn approval_url(stderr: &str) -> String {
-    let marker = "approve at ";
-    let Some(start) = stderr.find(marker) else {
-        panic!("git's output names no approval page:\n{stderr}");
-    };
-    stderr[start + marker.len()..]
-        .split_whitespace()
-        .next()
-        .unwrap_or_default()
-        .to_owned()
+    Stack::shared_with(options)
 }
 
 /// Headless Chromium under a chromedriver of its own, driven with blocking calls so a test
@@ -537,19 +528,6 @@ impl Browser {
             .unwrap_or_else(|err| panic!("cannot read the row of {cell:?}: {err}"))
     }
 
-    /// Follows the link reading `link` in the table row that has a cell reading `cell`.
-    fn follow_link_in_row(&self, cell: &str, link: &str) {
-        let xpath = format!(
-            "//tr[td[normalize-space()={}]]//a[normalize-space()={}]",
-            literal(cell),
-            literal(link)
-        );
-        let link_element = self.wait_for(&xpath);
-        self.runtime
-            .block_on(link_element.click())
-            .unwrap_or_else(|err| panic!("cannot follow {link:?}: {err}"));
-    }
-
     /// Submits a POST form to `action` that the page does not offer, carrying the session's
     /// CSRF token from the page's sign-out form and `fields`: what a hand-made request would
     /// send.
@@ -574,6 +552,97 @@ impl Browser {
         self.runtime
             .block_on(client.execute(script, vec![json!(action), json!(fields)]))
             .unwrap_or_else(|err| panic!("cannot post to {action}: {err}"));
+    }
+
+    /// Signs in as `user` (group reviewers, role reviewer) through the development issuer,
+    /// from the sign-in page to the queue.
+    fn sign_in_as(&self, user: &str) {
+        self.open(&format!("{}/login", self.base_url()));
+        self.wait_for_heading("Sign in");
+        self.follow_link("Sign in with the development issuer");
+        self.wait_for_heading("Development sign-in");
+        self.fill("Sign in as this user", "User", user);
+        self.press("Sign in as this user");
+        self.wait_for_heading("Pending approvals");
+        assert!(self.page_text().contains(&format!("Signed in as {user}")));
+    }
+
+    /// The service's URL, from the shared stack.
+    fn base_url(&self) -> String {
+        shared_stack()
+            .service_url("")
+            .trim_end_matches('/')
+            .to_owned()
+    }
+
+    /// Follows the link that reads `text`.
+    fn follow_link(&self, text: &str) {
+        let link = self.wait_for(&format!("//a[normalize-space()={}]", literal(text)));
+        self.runtime
+            .block_on(link.click())
+            .unwrap_or_else(|err| panic!("cannot follow {text:?}: {err}"));
+    }
+
+    /// The text of the first link in the table row that has a cell reading exactly `cell`.
+    fn link_in_row(&self, cell: &str) -> String {
+        let link = self.wait_for(&format!("//tr[td[normalize-space()={}]]//a", literal(cell)));
+        self.runtime
+            .block_on(link.text())
+            .unwrap_or_else(|err| panic!("cannot read the link of {cell:?}: {err}"))
+    }
+
+    /// Types `text` into the first field that `css` selects (a page without labelled fields).
+    fn type_into(&self, css: &str, text: &str) {
+        let field = self.wait_for_css(css);
+        self.runtime
+            .block_on(field.send_keys(text))
+            .unwrap_or_else(|err| panic!("cannot type into {css}: {err}"));
+    }
+
+    fn wait_for_css(&self, css: &str) -> Element {
+        let client = self.client();
+        let found = self.runtime.block_on(
+            client
+                .wait()
+                .at_most(PAGE_WAIT)
+                .for_element(Locator::Css(css)),
+        );
+        found.unwrap_or_else(|err| {
+            panic!("the page never showed {css} ({err}):\n{}", self.page_text())
+        })
+    }
+
+    /// Picks the option reading `option` in the select labelled `label`.
+    fn choose(&self, label: &str, option: &str) {
+        let label_element =
+            self.wait_for(&format!("//label[normalize-space()={}]", literal(label)));
+        let client = self.client();
+        self.runtime
+            .block_on(async {
+                let id = label_element
+                    .attr("for")
+                    .await?
+                    .unwrap_or_else(|| panic!("the label {label:?} names no field"));
+                let select = client.find(Locator::Id(&id)).await?;
+                select.select_by_label(option).await
+            })
+            .unwrap_or_else(|err| panic!("cannot choose {option:?} in {label:?}: {err}"));
+    }
+
+    /// Reloads the page until its text contains `text` (data another request writes).
+    fn reload_until_text_contains(&self, text: &str) {
+        let deadline = Instant::now() + PAGE_WAIT;
+        while !self.page_text().contains(text) {
+            assert!(
+                Instant::now() < deadline,
+                "the page never showed {text:?}:\n{}",
+                self.page_text()
+            );
+            std::thread::sleep(Duration::from_millis(500));
+            self.runtime
+                .block_on(self.client().refresh())
+                .unwrap_or_else(|err| panic!("cannot reload: {err}"));
+        }
     }
 
     /// Saves a screenshot of the page as `<case>-<n>-<name>.png` in the artifacts directory.

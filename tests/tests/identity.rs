@@ -1,7 +1,8 @@
 //! Who may use the gateway: a valid token from the dev issuer, as a Bearer header or as the
 //! password git's credential helper gives after the gateway's Basic challenge. A missing,
 //! expired, forged or tampered token is turned away at `info/refs` with the gateway's text, and
-//! such a request never reaches the upstream. The upstream never sees the agent's token.
+//! such a request never reaches the upstream. The upstream never sees the agent's token: it
+//! wants its own credential, which Envoy injects after the gate, and refuses anyone without it.
 
 mod support;
 
@@ -329,10 +330,127 @@ fn the_upstream_never_sees_the_agents_token() {
     );
     let basic_value = format!("Basic {}", STANDARD.encode(format!("{BASIC_USER}:{token}")));
     for request in &requests {
-        assert!(!request.authorization.present, "{request:#?}");
+        // One Authorization value, the Git server's own, which the gateway injected.
+        assert_eq!(request.authorization.sha256.len(), 1, "{request:#?}");
+        assert!(
+            request
+                .authorization
+                .had_value(stack.upstream_authorization()),
+            "{request:#?}"
+        );
         assert!(!request.authorization.had_value(&format!("Bearer {token}")));
         assert!(!request.authorization.had_value(&basic_value));
         assert!(!request.mentions(&token), "{request:#?}");
         assert!(!request.mentions(&basic_value[6..]), "{request:#?}");
+    }
+    // Envoy's injector counted what it added (it runs after the gate, which never sees it).
+    let stats = stack.envoy_stats().unwrap();
+    let injected: u64 = stats
+        .iter()
+        .filter(|(name, _)| name.contains("credential_injector") && name.ends_with(".injected"))
+        .map(|(_, count)| count)
+        .sum();
+    let names: Vec<_> = stats.keys().filter(|n| n.contains("credential")).collect();
+    assert!(injected >= requests.len() as u64, "{injected}: {names:?}");
+}
+
+#[test]
+fn the_upstream_refuses_whoever_comes_without_its_credential() {
+    let stack = Stack::shared();
+    let _logs = stack.logs_on_failure();
+    let repo = new_repo(stack, "direct");
+    let refs = format!("{repo}/info/refs?service=git-upload-pack");
+    let token = agent_token(stack, "agent-direct");
+    let bearer = format!("Bearer {token}");
+
+    // Straight to the Git server: nothing, the agent's token, or a wrong password.
+    let wrong = format!("Basic {}", STANDARD.encode("gitgate-gateway:guess"));
+    for authorization in [None, Some(bearer.as_str()), Some(wrong.as_str())] {
+        let headers: Vec<(&str, &str)> = authorization
+            .map(|value| vec![("authorization", value)])
+            .unwrap_or_default();
+        let direct = stack
+            .http(
+                "GET",
+                &stack.upstream_url_without_credential(&refs),
+                &headers,
+                Vec::new(),
+            )
+            .unwrap();
+        assert_eq!(direct.status, 401, "{authorization:?}: {}", direct.text());
+        assert_eq!(
+            direct.header("www-authenticate"),
+            Some("Basic realm=\"gitgate-upstream\"")
+        );
+    }
+    let out = stack
+        .git()
+        .args(["ls-remote", &stack.upstream_url_without_credential(&repo)])
+        .bearer(&token)
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(128), "{}", out.stderr);
+    assert!(out.stdout.is_empty(), "{}", out.stdout);
+
+    // Every refusal reached the upstream (and its log), none got further.
+    let refused = requests_for(stack, &repo);
+    assert_eq!(refused.len(), 4, "{refused:#?}");
+    assert!(refused.iter().all(|r| r.status == 401), "{refused:#?}");
+
+    // With the credential the same request is served, and through the gateway too.
+    let served = stack
+        .http(
+            "GET",
+            &stack.upstream_url_without_credential(&refs),
+            &[("authorization", stack.upstream_authorization())],
+            Vec::new(),
+        )
+        .unwrap();
+    assert_eq!(served.status, 200, "{}", served.text());
+    let listed = stack
+        .git()
+        .args(["ls-remote", &stack.gateway_url(&repo)])
+        .bearer(&token)
+        .success()
+        .unwrap();
+    assert_contains(&listed.stdout, "\trefs/heads/main");
+}
+
+#[test]
+fn a_credential_sent_beside_a_valid_token_never_reaches_the_upstream() {
+    let stack = Stack::shared();
+    let _logs = stack.logs_on_failure();
+    let repo = new_repo(stack, "two-headers");
+    let token = agent_token(stack, "agent-two-headers");
+    let refs = format!(
+        "{}/info/refs?service=git-upload-pack",
+        stack.gateway_url(&repo)
+    );
+    let bearer = format!("Bearer {token}");
+    let guess = format!("Basic {}", STANDARD.encode("gitgate-gateway:guess"));
+
+    // A client that sends a credential of its own next to its token: the gateway either
+    // refuses the request (nothing reaches the Git server) or serves it, and then the Git
+    // server sees its own credential alone (the injector overwrites every value).
+    let mut served = 0;
+    for pair in [[&bearer, &guess], [&guess, &bearer]] {
+        let answered = stack
+            .http(
+                "GET",
+                &refs,
+                &[("authorization", pair[0]), ("authorization", pair[1])],
+                Vec::new(),
+            )
+            .unwrap();
+        assert!([200, 401].contains(&answered.status), "{}", answered.text());
+        served += usize::from(answered.status == 200);
+        let requests = requests_for(stack, &repo);
+        assert_eq!(requests.len(), served, "{requests:#?}");
+        for request in &requests {
+            let seen = &request.authorization;
+            assert_eq!(seen.sha256.len(), 1, "{seen:#?}");
+            assert!(seen.had_value(stack.upstream_authorization()));
+            assert!(!seen.had_value(&bearer) && !seen.had_value(&guess));
+        }
     }
 }

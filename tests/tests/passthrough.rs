@@ -72,10 +72,15 @@ fn repo_with_many_branches(stack: &Stack, prefix: &str) -> String {
 }
 
 /// Replaces the gateway's and the upstream's URL of `repo` with one placeholder, so output that
-/// names the remote can be compared. git shortens the URL in `From <url>` by the `.git` suffix.
+/// names the remote can be compared. git shortens the URL in `From <url>` by the `.git` suffix,
+/// and prints the upstream's URL without its credential.
 fn without_urls(stack: &Stack, repo: &str, text: &str) -> String {
     let mut text = text.to_owned();
-    for url in [stack.gateway_url(repo), stack.upstream_url(repo)] {
+    for url in [
+        stack.gateway_url(repo),
+        stack.upstream_url(repo),
+        stack.upstream_url_without_credential(repo),
+    ] {
         text = text.replace(&url, "<remote>");
         text = text.replace(url.trim_end_matches(".git"), "<remote>");
     }
@@ -630,7 +635,12 @@ fn requests_that_are_not_smart_http_pass_through_untouched() {
             )
             .unwrap();
         let direct = stack
-            .http("GET", &stack.upstream_url(&path), &[], Vec::new())
+            .http(
+                "GET",
+                &stack.upstream_url_without_credential(&path),
+                &[("authorization", stack.upstream_authorization())],
+                Vec::new(),
+            )
             .unwrap();
         assert_eq!(gateway.status, direct.status, "{path}");
         assert_eq!(

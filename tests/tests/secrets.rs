@@ -13,52 +13,17 @@
 
 mod support;
 
-use std::sync::atomic::{AtomicU64, Ordering};
-
 use gitgate_integration::{Stack, TokenOptions};
+use gitgate_scan::fake;
 use support::{
     Reviewer, WorkTree, agent_token, assert_contains, assert_lacks, assert_refused_push,
     hook_lines, new_repo, ticket_of, upstream_git, upstream_ref, write_random,
 };
 
-/// A fresh fake GitHub classic token for each call: `ghp_`, 30 random base62 characters and
-/// their CRC32 in base62 (the format GitHub documents); never an issued token.
+/// A fresh fake GitHub classic token for each call (the format is real, the token never
+/// issued).
 fn fake_github_token() -> String {
-    static SEED: AtomicU64 = AtomicU64::new(0);
-    let nanos = std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .map(|d| d.as_nanos() as u64)
-        .unwrap_or(7);
-    let mut state = nanos ^ SEED.fetch_add(0x9E37_79B9, Ordering::Relaxed);
-    let mut next = || {
-        state = state.wrapping_add(0x9E37_79B9_7F4A_7C15);
-        let mut z = state;
-        z = (z ^ (z >> 30)).wrapping_mul(0xBF58_476D_1CE4_E5B9);
-        z = (z ^ (z >> 27)).wrapping_mul(0x94D0_49BB_1331_11EB);
-        z ^ (z >> 31)
-    };
-    const BASE62: &[u8; 62] = b"0123456789ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz";
-    let body: String = (0..30)
-        .map(|_| char::from(BASE62[(next() % 62) as usize]))
-        .collect();
-    let mut crc: u32 = 0xFFFF_FFFF;
-    for &b in body.as_bytes() {
-        crc ^= u32::from(b);
-        for _ in 0..8 {
-            crc = if crc & 1 != 0 {
-                (crc >> 1) ^ 0xEDB8_8320
-            } else {
-                crc >> 1
-            };
-        }
-    }
-    let mut value = !crc;
-    let mut checksum = [b'0'; 6];
-    for slot in checksum.iter_mut().rev() {
-        *slot = BASE62[(value % 62) as usize];
-        value /= 62;
-    }
-    format!("ghp_{body}{}", String::from_utf8_lossy(&checksum))
+    fake::github_classic(&mut fake::FakeRng::fresh())
 }
 
 /// A text file long enough for git to send a changed version as a delta.
@@ -162,15 +127,59 @@ fn a_secret_added_to_a_modified_file_is_found_in_the_delta() {
         &out.stderr,
         "gitgate:deny:secret-detected github-pat-classic",
     );
-    // git sends the new version as a delta against the one the server has.
-    let offset = text.find("ghp_").expect("planted");
+    // The gate advertises no-thin, so git sends the new version whole (not as a delta against
+    // the one the server has) and the finding names the new blob and its line.
+    let new_blob = work.rev_parse("HEAD:settings.txt").expect("the blob");
+    assert_ne!(new_blob, old_blob);
+    let line = text[..text.find("ghp_").expect("planted")]
+        .matches('\n')
+        .count()
+        + 1;
     assert_contains(
         &out.stderr,
-        &format!(
-            "secret github-pat-classic in byte {offset} of a new version of object {old_blob}"
-        ),
+        &format!("secret github-pat-classic in blob {new_blob} line {line}"),
     );
     assert_upstream_untouched(stack, &repo, "refs/heads/feature", Some(&clean), &hooks);
+    assert_nowhere(stack, &secret, &out.stderr);
+}
+
+#[test]
+fn a_secret_completed_in_a_second_push_of_a_thin_delta_is_refused() {
+    let stack = Stack::shared();
+    let _logs = stack.logs_on_failure();
+    let repo = new_repo(stack, "secret-thin-split");
+    let token = agent_token(stack, "agent-secret-thin");
+    let work = WorkTree::clone(stack, &stack.gateway_url(&repo), &token);
+    let secret = fake_github_token();
+    // Push 1: the first 30 characters of the token, no finding (and nothing secret).
+    let first = work.commit_file(
+        "settings.txt",
+        settings_file(&format!("see {}\n", &secret[..30])).as_bytes(),
+    );
+    let landed = work.push(&token, &["origin", "HEAD:refs/heads/feature"]);
+    assert!(landed.ok(), "{}", landed.stderr);
+    let hooks = hook_lines(stack, &repo);
+
+    // Push 2: the same line completed with the six checksum characters. As a thin delta
+    // against the server's copy its inserted bytes hold no whole token; with no-thin git sends
+    // the blob whole and the gate sees the token.
+    work.commit_file(
+        "settings.txt",
+        settings_file(&format!("see {secret}\n")).as_bytes(),
+    );
+    let out = work.push(&token, &["origin", "HEAD:refs/heads/feature"]);
+    println!("{}", out.stderr);
+    assert_refused_push(&out);
+    assert_contains(
+        &out.stderr,
+        "gitgate:deny:secret-detected github-pat-classic in blob",
+    );
+    assert_upstream_untouched(stack, &repo, "refs/heads/feature", Some(&first), &hooks);
+    let blob = work.rev_parse("HEAD:settings.txt").expect("the blob");
+    assert!(
+        !upstream_git(stack, &repo, &["cat-file", "-e", &blob]).ok(),
+        "the blob with the token must not be upstream"
+    );
     assert_nowhere(stack, &secret, &out.stderr);
 }
 
@@ -333,4 +342,180 @@ fn a_push_without_secrets_still_lands() {
     let out = work.push(&token, &["origin", "HEAD:refs/heads/feature"]);
     assert!(out.ok(), "{}", out.stderr);
     assert_eq!(upstream_ref(stack, &repo, "refs/heads/feature"), Some(head));
+}
+
+/// Every file and directory under the upstream repository's `objects/`, relative to it, sorted.
+fn object_store(stack: &Stack, repo: &str) -> Vec<String> {
+    fn walk(root: &std::path::Path, dir: &std::path::Path, out: &mut Vec<String>) {
+        let Ok(entries) = std::fs::read_dir(dir) else {
+            return;
+        };
+        for entry in entries.flatten() {
+            let path = entry.path();
+            let relative = path.strip_prefix(root).unwrap_or(&path);
+            out.push(relative.display().to_string());
+            if path.is_dir() {
+                walk(root, &path, out);
+            }
+        }
+    }
+    let root = stack.upstream_repo(repo).join("objects");
+    let mut out = Vec::new();
+    walk(&root, &root, &mut out);
+    out.sort();
+    out
+}
+
+/// Pushes `work`'s HEAD, which carries a secret, to a new branch; asserts the refusal and that
+/// the upstream was left exactly as it was: no quarantine (`tmp_objdir-incoming-*`,
+/// `incoming-*`), no new loose object or pack, no moved ref.
+fn assert_refused_secret_leaves_no_trace(stack: &Stack, repo: &str, work: &WorkTree, token: &str) {
+    let objects_before = object_store(stack, repo);
+    let refs_before = upstream_git(stack, repo, &["for-each-ref"]).stdout;
+    let pushes_before = support::gateway_pushes(stack, repo).len();
+
+    let out = work.push(token, &["origin", "HEAD:refs/heads/quarantine"]);
+    assert_refused_push(&out);
+    assert_contains(&out.stderr, "gitgate:deny:secret-detected");
+
+    // The upstream logs a broken-off push once its backend has ended (after git's cleanup).
+    stack
+        .wait_upstream_requests(std::time::Duration::from_secs(20), |all| {
+            all.iter()
+                .filter(|r| r.path == format!("/{repo}/git-receive-pack"))
+                .filter(|r| r.header("x-request-id").is_some())
+                .count()
+                > pushes_before
+        })
+        .expect("the upstream logged the broken-off push");
+    // Give a lingering receive-pack a moment to finish removing what it made.
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
+    let mut objects_after = object_store(stack, repo);
+    while objects_after != objects_before && std::time::Instant::now() < deadline {
+        std::thread::sleep(std::time::Duration::from_millis(200));
+        objects_after = object_store(stack, repo);
+    }
+    let quarantine: Vec<&String> = objects_after
+        .iter()
+        .filter(|p| p.contains("incoming"))
+        .collect();
+    assert!(quarantine.is_empty(), "left in quarantine: {quarantine:?}");
+    assert_eq!(objects_after, objects_before, "the object store changed");
+    assert_eq!(
+        upstream_git(stack, repo, &["for-each-ref"]).stdout,
+        refs_before,
+        "a ref moved"
+    );
+}
+
+#[test]
+fn a_small_refused_push_leaves_no_quarantine_or_object_upstream() {
+    let stack = Stack::shared();
+    let _logs = stack.logs_on_failure();
+    let repo = new_repo(stack, "secret-quarantine-small");
+    let token = agent_token(stack, "agent-secret-quarantine");
+    let work = WorkTree::clone(stack, &stack.gateway_url(&repo), &token);
+    // A few objects: git sends the body with a Content-Length, and receive-pack hands the
+    // pack to unpack-objects, which writes loose objects into the quarantine as it goes.
+    let secret = fake_github_token();
+    work.commit_file("deploy.env", format!("GITHUB_TOKEN={secret}\n").as_bytes());
+    assert_refused_secret_leaves_no_trace(stack, &repo, &work, &token);
+}
+
+#[test]
+fn a_large_refused_push_leaves_no_quarantine_or_object_upstream() {
+    let stack = Stack::shared();
+    let _logs = stack.logs_on_failure();
+    let repo = new_repo(stack, "secret-quarantine-large");
+    let token = agent_token(stack, "agent-secret-quarantine-large");
+    let work = WorkTree::clone(stack, &stack.gateway_url(&repo), &token);
+    // Over 100 objects and over git's 1 MiB post buffer: a chunked body, which receive-pack
+    // reads itself, and index-pack writing a pack into the quarantine.
+    for n in 0..120 {
+        std::fs::write(work.path.join(format!("f{n}.txt")), format!("file {n}\n")).unwrap();
+    }
+    write_random(&work.path.join("data.bin"), 3_000_000);
+    let secret = fake_github_token();
+    std::fs::write(work.path.join("zz.env"), format!("GITHUB_TOKEN={secret}\n")).unwrap();
+    work.git().args(["add", "."]).success().unwrap();
+    work.git()
+        .args([
+            "commit",
+            "--quiet",
+            "-m",
+            "Add files and the deploy settings",
+        ])
+        .success()
+        .unwrap();
+    assert_refused_secret_leaves_no_trace(stack, &repo, &work, &token);
+}
+
+#[test]
+fn a_secret_in_a_ref_name_or_a_push_option_is_refused_before_the_service_sees_it() {
+    let stack = Stack::shared();
+    let _logs = stack.logs_on_failure();
+    let repo = new_repo(stack, "secret-in-commands");
+    let token = agent_token(stack, "agent-secret-commands");
+    let work = WorkTree::clone(stack, &stack.gateway_url(&repo), &token);
+    work.commit_file("README.md", b"# nothing secret here\n");
+
+    let in_ref = fake_github_token();
+    let refname = format!("refs/heads/deploy/{in_ref}");
+    let out = work.push(&token, &["origin", &format!("HEAD:{refname}")]);
+    println!("{}", out.stderr);
+    assert_refused_push(&out);
+    assert_contains(
+        &out.stderr,
+        "gitgate:deny:secret-detected github-pat-classic in a ref name",
+    );
+    assert_upstream_untouched(stack, &repo, &refname, None, &[]);
+    // git prints the ref name it was given; nothing else may hold it.
+    assert_nowhere(stack, &in_ref, "");
+
+    for option in [
+        format!("ci.note={}", fake_github_token()),
+        format!("gitgate.bypass=the key is {}", fake_github_token()),
+    ] {
+        let secret = option
+            .rsplit(['=', ' '])
+            .next()
+            .unwrap_or_default()
+            .to_owned();
+        let out = work.push(&token, &["-o", &option, "origin", "HEAD:refs/heads/opt"]);
+        println!("{}", out.stderr);
+        assert_refused_push(&out);
+        assert_contains(
+            &out.stderr,
+            "gitgate:deny:secret-detected github-pat-classic in a push option",
+        );
+        assert_upstream_untouched(stack, &repo, "refs/heads/opt", None, &[]);
+        assert_nowhere(stack, &secret, &out.stderr);
+    }
+}
+
+#[test]
+fn a_secret_in_a_file_name_is_refused_and_no_log_shows_the_path() {
+    let stack = Stack::shared();
+    let _logs = stack.logs_on_failure();
+    let repo = new_repo(stack, "secret-in-a-name");
+    let token = agent_token(stack, "agent-secret-name");
+    let work = WorkTree::clone(stack, &stack.gateway_url(&repo), &token);
+    let in_name = fake_github_token();
+    let in_content = fake_github_token();
+    work.commit_file(
+        &format!("keys/{in_name}/app.env"),
+        format!("TOKEN={in_content}\n").as_bytes(),
+    );
+
+    let out = work.push(&token, &["origin", "HEAD:refs/heads/names"]);
+    println!("{}", out.stderr);
+    assert_refused_push(&out);
+    assert_contains(&out.stderr, "(a file or directory name)");
+    assert_contains(
+        &out.stderr,
+        "keys/ghp_****[gitgate:github-pat-classic]/app.env",
+    );
+    assert_upstream_untouched(stack, &repo, "refs/heads/names", None, &[]);
+    assert_nowhere(stack, &in_name, &out.stderr);
+    assert_nowhere(stack, &in_content, &out.stderr);
 }

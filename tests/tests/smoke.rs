@@ -50,11 +50,17 @@ fn git_reads_through_the_gateway_with_a_token_and_is_challenged_without_one() {
         .unwrap();
     assert_eq!(head.trimmed(), main);
 
-    // The token stayed at the gateway.
+    // The token stayed at the gateway; the upstream saw only its own credential, injected.
     let requests = stack.upstream_requests().unwrap();
     assert!(!requests.is_empty());
     for request in &requests {
-        assert!(!request.authorization.present, "{request:?}");
+        assert_eq!(request.authorization.sha256.len(), 1, "{request:?}");
+        assert!(
+            request
+                .authorization
+                .had_value(stack.upstream_authorization()),
+            "{request:?}"
+        );
         assert!(!request.mentions(&token), "{request:?}");
     }
 

@@ -481,3 +481,45 @@ fn form_encode(fields: &[(&str, &str)]) -> String {
         .collect::<Vec<_>>()
         .join("&")
 }
+
+/// A token with exactly `claims` (plus `iss`, `aud`, `iat`, `exp` and a `jti` when absent),
+/// signed with the stack's dev issuer key, for claims `gitgate dev token` does not mint (an
+/// RFC 8693 `act`, for one).
+pub fn sign_token(stack: &Stack, claims: serde_json::Value) -> String {
+    let pem = std::fs::read(stack.dev_issuer_dir().join("signing-key.pem"))
+        .expect("read the dev issuer's signing key");
+    let key = jsonwebtoken::EncodingKey::from_ed_pem(&pem).expect("an Ed25519 key");
+    let since_epoch = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .expect("after the epoch");
+    let now = since_epoch.as_secs();
+    let mut claims = claims;
+    let object = claims.as_object_mut().expect("claims are an object");
+    for (name, value) in [
+        ("iss", serde_json::json!("gitgate-dev")),
+        ("aud", serde_json::json!("gitgate")),
+        ("iat", serde_json::json!(now)),
+        ("exp", serde_json::json!(now + 900)),
+        (
+            "jti",
+            serde_json::json!(format!("signed-{}", since_epoch.as_nanos())),
+        ),
+    ] {
+        object.entry(name).or_insert(value);
+    }
+    let header = jsonwebtoken::Header::new(jsonwebtoken::Algorithm::EdDSA);
+    jsonwebtoken::encode(&header, &claims, &key).expect("sign a token")
+}
+
+/// The ticket of the newest held update of `repo` on the reviewer's queue page, if any.
+pub fn queued_ticket(reviewer: &Reviewer, repo: &str) -> Option<String> {
+    let page = reviewer.get("/").text();
+    let cell = format!("<td>{repo}</td>");
+    page.split("<tr>")
+        .find(|row| row.contains(&cell))
+        .and_then(|row| {
+            let start = row.find("href=\"/tickets/")? + "href=\"/tickets/".len();
+            let end = row[start..].find('"')? + start;
+            Some(row[start..end].to_owned())
+        })
+}
