@@ -31,7 +31,7 @@ const TEMPLATES: &[(&str, &str)] = &[
 static ENVIRONMENT: LazyLock<Environment<'static>> = LazyLock::new(|| {
     let mut env = Environment::new();
     env.set_formatter(html_formatter);
-    env.add_filter("urlencode", |value: String| path_segment(&value));
+    env.add_filter("urlencode", |value: String| templates::path_segment(&value));
     for (name, source) in TEMPLATES {
         // A template that does not compile is a build defect, caught by the unit test below;
         // rendering then reports the error instead of panicking.
@@ -66,19 +66,6 @@ fn html_formatter(out: &mut Output, state: &minijinja::State, value: &Value) -> 
         }
         _ => minijinja::escape_formatter(out, state, value),
     }
-}
-
-/// Percent-encodes one path segment (RFC 3986 unreserved characters stay).
-pub fn path_segment(value: &str) -> String {
-    let mut out = String::with_capacity(value.len());
-    for byte in value.bytes() {
-        if byte.is_ascii_alphanumeric() || matches!(byte, b'-' | b'.' | b'_' | b'~') {
-            out.push(char::from(byte));
-        } else {
-            out.push_str(&format!("%{byte:02X}"));
-        }
-    }
-    out
 }
 
 fn render<S: serde::Serialize>(name: &str, context: S) -> Result<String, minijinja::Error> {
@@ -168,7 +155,7 @@ mod tests {
 
     #[test]
     fn session_names_are_encoded_as_one_path_segment() {
-        assert_eq!(path_segment("a b/c?d"), "a%20b%2Fc%3Fd");
-        assert_eq!(path_segment("sid-1.x_y~"), "sid-1.x_y~");
+        assert_eq!(templates::path_segment("a b/c?d"), "a%20b%2Fc%3Fd");
+        assert_eq!(templates::path_segment("sid-1.x_y~"), "sid-1.x_y~");
     }
 }
