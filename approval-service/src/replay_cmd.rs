@@ -247,6 +247,9 @@ fn fetch(scratch: &Path, upstream: &str, ids: &BTreeSet<&str>) -> Result<(), Rep
     if missing.is_empty() {
         return Ok(());
     }
+    // An upstream that cannot be reached or refuses us would make every id look missing:
+    // say so instead.
+    git(scratch, &["ls-remote", upstream, "HEAD"], &[])?;
     let mut args = vec![
         "fetch",
         "--quiet",

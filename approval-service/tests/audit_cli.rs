@@ -298,6 +298,21 @@ async fn replay_fetches_the_pushed_commits_by_id_and_shows_each_push_as_a_diff()
         text.contains(&format!("not on the upstream: {third}")),
         "{text}"
     );
+
+    // An upstream that cannot be read is an error, not a list of "missing" commits.
+    let gone = dir.path().join("no-such-repository.git");
+    let failed = gitgate(
+        &db.url,
+        &[
+            "replay",
+            "rp",
+            "--upstream",
+            gone.to_str().unwrap_or_default(),
+        ],
+    );
+    assert!(!failed.status.success(), "a replay from nowhere succeeded");
+    let stderr = String::from_utf8_lossy(&failed.stderr);
+    assert!(stderr.contains("ls-remote"), "{stderr}");
     service.stop().await;
 }
 

@@ -295,6 +295,7 @@ pub fn run(root: &Path) -> Result<()> {
 fn print_welcome() {
     let gateway = format!("http://127.0.0.1:{GATEWAY_PORT}/demo.git");
     let pages = format!("http://127.0.0.1:{SERVICE_PORT}/");
+    let upstream = format!("http://127.0.0.1:{UPSTREAM_PORT}/demo.git");
     println!(
         r#"
 gitgate demo is up.
@@ -319,14 +320,22 @@ gitgate binary, which takes a minute), as an agent acting for alice:
   git -c http.extraHeader="Authorization: Bearer $TOKEN" push origin agent/try   # a side branch
   git -c http.extraHeader="Authorization: Bearer $TOKEN" push origin HEAD:main   # main is protected: held for review
 
-git can also take the token as the password when it asks for credentials (any user name).
+The push to main waits, silent, for up to a minute (the hold window). Meanwhile, sign in as
+a reviewer at {pages}login (the development issuer asks for a name: bob, role reviewer;
+`cargo xtask token bob --reviewer` pasted there works too), open the ticket in the queue and
+approve it: the waiting push completes. Deny it instead and git prints your reason; let the
+window pass and git prints the ticket's URL, and the same push made after an approval goes
+through. git can also take the token as the password when it asks (any user name).
 
-To review a held push, mint a reviewer token (again from this project folder) and sign in
-with it on the approval pages:
+The record of it all (the store is .gitgate/gitgate.db; run from this project folder):
 
-  cargo xtask token bob --reviewer
-  open {pages} and paste the token into the sign-in form; then approve or deny the push,
-  and push the same commit again to see the verdict.
+  cargo run -q -p gitgate -- audit commit <commit id>    # who brought it, who approved it
+  cargo run -q -p gitgate -- audit verify                # the hash chains are intact
+  cargo run -q -p gitgate -- audit sessions              # the sessions, for replay
+  GIT_CONFIG_COUNT=1 GIT_CONFIG_KEY_0=http.extraHeader \
+  GIT_CONFIG_VALUE_0="Authorization: $(cat .gitgate/git-credential)" \
+  cargo run -q -p gitgate -- replay <session> --upstream {upstream}
+      # the session's pushes as diffs, fetched from the Git server (which wants its credential)
 
 Ctrl-C stops the stack."#
     );
