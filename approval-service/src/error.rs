@@ -134,7 +134,7 @@ impl AppError {
             }
             AppError::VerdictStore(_) | AppError::PageStore(_) => StatusCode::SERVICE_UNAVAILABLE,
             AppError::SignInRequired { .. } => StatusCode::SEE_OTHER,
-            AppError::SignInRefused(TokenError::NotReviewer)
+            AppError::SignInRefused(TokenError::NotReviewer | TokenError::NotAPerson)
             | AppError::CsrfRejected
             | AppError::SeparationOfDuties { .. }
             | AppError::NotApprover { .. } => StatusCode::FORBIDDEN,
@@ -153,6 +153,12 @@ impl AppError {
                 "Not a reviewer",
                 "This token is valid but does not carry the role reviewer, so it cannot sign in \
                  to the reviewer pages."
+                    .to_owned(),
+            ),
+            AppError::SignInRefused(TokenError::NotAPerson) => (
+                "Not a person",
+                "This token is an agent's, or delegated to one (an act or act_for claim). \
+                 Reviews are people's own decisions: sign in with your own token."
                     .to_owned(),
             ),
             AppError::SignInRefused(reason) => (

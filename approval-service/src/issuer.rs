@@ -93,6 +93,10 @@ pub enum TokenError {
     /// The token is valid but lacks the reviewer role.
     #[error("the token does not carry the role `reviewer`")]
     NotReviewer,
+    /// The token is an agent's, or delegated (RFC 8693 `act`, `act_for`): a review must be a
+    /// person's own decision, so such tokens never sign in as reviewers.
+    #[error("an agent's or a delegated token cannot review changes; a person signs in")]
+    NotAPerson,
 }
 
 /// The claims of a dev token, in the shape the filter reads them.
@@ -306,6 +310,10 @@ struct ReviewerClaims {
     roles: Vec<String>,
     #[serde(default)]
     act_for: Option<String>,
+    #[serde(default)]
+    agent: bool,
+    #[serde(default)]
+    act: Option<serde_json::Value>,
 }
 
 impl TokenVerifier {
@@ -379,6 +387,9 @@ impl TokenVerifier {
         }
         if claims.sub.trim().is_empty() {
             return Err(TokenError::Invalid("the subject is empty".to_owned()));
+        }
+        if claims.agent || claims.act.is_some() || claims.act_for.is_some() {
+            return Err(TokenError::NotAPerson);
         }
         Ok(VerifiedReviewer {
             subject: claims.sub,

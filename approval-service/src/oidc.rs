@@ -399,12 +399,14 @@ pub fn reviewer_from_claims(settings: &OidcSettings, claims: &Value) -> Result<R
     };
     let subject = name(claim_at(claims, &settings.subject_claim))
         .ok_or_else(|| refused(&format!("the claim {} is missing", settings.subject_claim)))?;
-    // RFC 8693 delegation: the actor holds the token, on behalf of the subject. Separation of
-    // duties then treats both as the reviewer.
-    let (subject, acting_for) = match name(claims.pointer("/act/sub")) {
-        Some(actor) => (actor, Some(subject)),
-        None => (subject, None),
-    };
+    // A review is a person's own decision: an agent's token, or one delegated to an actor
+    // (RFC 8693 `act`), never signs in as a reviewer.
+    if claims.get("act").is_some() || claims.get("agent").and_then(Value::as_bool) == Some(true) {
+        return Err(AppError::SignInRefused(
+            crate::issuer::TokenError::NotAPerson,
+        ));
+    }
+    let acting_for = None;
     let roles = claim_strings(claims, &settings.roles_claim);
     if !roles.iter().any(|r| r == &settings.reviewer_role) {
         return Err(AppError::SignInRefused(
@@ -580,13 +582,21 @@ mod tests {
     }
 
     #[test]
-    fn a_delegated_token_signs_in_the_actor_for_the_person() {
-        let claims = json!({
-            "sub": "alice", "act": { "sub": "agent-9" }, "roles": ["reviewer"]
-        });
-        let reviewer = reviewer_from_claims(&settings(), &claims).expect("a reviewer");
-        assert_eq!(reviewer.subject, "agent-9");
-        assert_eq!(reviewer.acting_for.as_deref(), Some("alice"));
+    fn a_delegated_or_agent_token_cannot_sign_in_as_a_reviewer() {
+        for claims in [
+            json!({ "sub": "alice", "act": { "sub": "agent-9" }, "roles": ["reviewer"] }),
+            json!({ "sub": "agent-9", "agent": true, "roles": ["reviewer"] }),
+        ] {
+            assert!(
+                matches!(
+                    reviewer_from_claims(&settings(), &claims),
+                    Err(AppError::SignInRefused(
+                        crate::issuer::TokenError::NotAPerson
+                    ))
+                ),
+                "{claims}"
+            );
+        }
     }
 
     #[test]

@@ -700,8 +700,32 @@ fn already_by_you() -> AppError {
 
 /// True when two subjects name the same person: the one comparison separation of duties uses,
 /// on the pages and when an approval is used (`verdicts`, `holds`).
+///
+/// Names are compared without case, around white space, and by their Unicode skeleton (UTS 39
+/// confusable detection), so that `alice `, `Alice` and `аlice` (Cyrillic а) are all alice:
+/// a name that reads the same to a person is the same person here.
 pub(crate) fn same_person(a: &str, b: &str) -> bool {
-    a.to_lowercase() == b.to_lowercase()
+    fn key(name: &str) -> String {
+        let folded = name.trim().to_lowercase();
+        unicode_security::confusable_detection::skeleton(&folded)
+            .collect::<String>()
+            .to_lowercase()
+    }
+    key(a) == key(b)
+}
+
+#[cfg(test)]
+mod same_person_tests {
+    use super::same_person;
+
+    #[test]
+    fn names_that_read_alike_are_the_same_person() {
+        assert!(same_person("alice", "Alice"));
+        assert!(same_person("alice ", "alice"));
+        assert!(same_person("\u{430}lice", "alice"), "a Cyrillic a");
+        assert!(!same_person("bob", "alice"));
+        assert!(!same_person("alice2", "alice"));
+    }
 }
 
 /// Separation of duties, the approver group and distinct approvers, as one check for the

@@ -690,7 +690,7 @@ async fn a_webhook_that_never_answers_is_recorded_as_failed() {
 }
 
 #[tokio::test]
-async fn an_agent_of_the_person_acted_for_cannot_approve_even_with_the_reviewer_role() {
+async fn an_agent_cannot_sign_in_to_review_even_with_the_reviewer_role() {
     let db = TestDatabase::sqlite();
     let service = TestService::start(&db).await;
     let ticket = ticket_of(
@@ -708,10 +708,17 @@ async fn an_agent_of_the_person_acted_for_cannot_approve_even_with_the_reviewer_
         ..Default::default()
     });
     let mut agent = Browser::new(&service);
-    assert_eq!(agent.sign_in(&token).await.status, StatusCode::SEE_OTHER);
-    let refused = agent.approve(&ticket).await;
+    let refused = agent.sign_in(&token).await;
     assert_eq!(refused.status, StatusCode::FORBIDDEN, "{}", refused.body);
-    assert!(refused.body.contains("on your behalf"), "{}", refused.body);
+    assert!(refused.body.contains("Not a person"), "{}", refused.body);
+    // Nor does the ticket move: it waits for a person.
+    let stored = service
+        .store
+        .ticket(&ticket)
+        .await
+        .expect("read")
+        .expect("kept");
+    assert_eq!(stored.status, gitgate::store::TicketStatus::Pending);
     service.stop().await;
 }
 
