@@ -3,7 +3,10 @@
 //! Conventions: a token-format rule starts its pattern at its keyword (`max_prefix` 0), so its
 //! window search is anchored; token bodies end at `\b` when their alphabet is alphanumeric and at
 //! an explicit "next byte is not in the alphabet" otherwise, since `\b` does not see `-` or `/` as
-//! part of a word. Secrets sit in capture group 1 unless a rule says otherwise.
+//! part of a word. Secrets sit in capture group 1 unless a rule says otherwise. Rules whose
+//! tokens carry a checksum (GitHub's CRC32) need no boundary at all: the checksum already tells
+//! a token from a look-alike, and a boundary would let a letter next to the token hide it (the
+//! `m` ending a terminal colour code, `x<token>` in a ref name, `<token>_prod`).
 
 use crate::rule::{AllowKinds, Family, RuleSpec, Validation};
 
@@ -212,7 +215,7 @@ pub static BUILTIN_RULES: &[RuleSpec] = &[
         Family::SourceHost,
         "GitHub personal access token (classic)",
         &["ghp_"],
-        r"\b(ghp_[A-Za-z0-9]{36})\b",
+        r"(ghp_[A-Za-z0-9]{36})",
     )
     .validate(Validation::GithubChecksum),
     RuleSpec::token(
@@ -227,7 +230,7 @@ pub static BUILTIN_RULES: &[RuleSpec] = &[
         Family::SourceHost,
         "GitHub OAuth access token",
         &["gho_"],
-        r"\b(gho_[A-Za-z0-9]{36})\b",
+        r"(gho_[A-Za-z0-9]{36})",
     )
     .validate(Validation::GithubChecksum),
     RuleSpec::token(
@@ -235,7 +238,7 @@ pub static BUILTIN_RULES: &[RuleSpec] = &[
         Family::SourceHost,
         "GitHub App user-to-server token",
         &["ghu_"],
-        r"\b(ghu_[A-Za-z0-9]{36})\b",
+        r"(ghu_[A-Za-z0-9]{36})",
     )
     .validate(Validation::GithubChecksum),
     RuleSpec::token(
@@ -243,7 +246,7 @@ pub static BUILTIN_RULES: &[RuleSpec] = &[
         Family::SourceHost,
         "GitHub App installation (server-to-server) token",
         &["ghs_"],
-        r"\b(ghs_[A-Za-z0-9]{36})\b",
+        r"(ghs_[A-Za-z0-9]{36})",
     )
     .validate(Validation::GithubChecksum),
     RuleSpec::token(
@@ -251,7 +254,7 @@ pub static BUILTIN_RULES: &[RuleSpec] = &[
         Family::SourceHost,
         "GitHub App refresh token",
         &["ghr_"],
-        r"\b(ghr_[A-Za-z0-9]{36})\b",
+        r"(ghr_[A-Za-z0-9]{36})",
     )
     .validate(Validation::GithubChecksum),
     RuleSpec::token(
@@ -505,7 +508,7 @@ pub static BUILTIN_RULES: &[RuleSpec] = &[
         Family::PackageRegistry,
         "npm access token",
         &["npm_"],
-        r"\b(npm_[A-Za-z0-9]{36})\b",
+        r"(npm_[A-Za-z0-9]{36})",
     )
     .validate(Validation::GithubChecksum),
     RuleSpec::keyed(
